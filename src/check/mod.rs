@@ -1,0 +1,4 @@
+//! Checks: pure functions from collected facts to findings.
+
+pub mod dhcp;
+pub mod host;

@@ -1,0 +1,83 @@
+//! Command-line definition (also the source of the committed completions and man page) and the
+//! dispatcher. Each subcommand lives in `src/cmd/`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::model::exit;
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0   every check ok
+  1   the worst finding is a warning
+  2   at least one check failed
+  3   could not determine: a source did not answer (and nothing failed), or privileges are missing
+  64  bad usage: unknown option, malformed or unknown target, bad config file";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vmpath",
+    version,
+    about = "Walk, check and explain the network path of an OpenStack VM on its hypervisor",
+    long_about = "vmpath checks every hop of a VM's network path on the host it runs on: the tap, \
+gateway address and proxy ARP, host routes, neighbour entry, security group, DHCP entry, metadata \
+proxy, and what the routing daemon (BIRD or FRR) has in its RIB and advertises to each ToR. Each \
+check says ok, warn, fail or unknown, shows the evidence it saw and the fix.",
+    after_help = EXIT_CODES_HELP,
+    disable_help_subcommand = true,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Print one JSON document instead of a table (shape documented in README.md)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Show the evidence of every check, not only of those that are not ok
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Config file [default: /etc/vmpath/config.toml, if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Walk one VM's path on this hypervisor and check every hop
+    #[command(after_help = EXIT_CODES_HELP)]
+    Walk(crate::cmd::walk::WalkArgs),
+}
+
+/// Entry point: parse, dispatch, map errors to exit codes.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => exit::USAGE,
+            };
+            // clap prints to stderr for errors, stdout for help
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let code = match &cli.command {
+        Command::Walk(a) => crate::cmd::walk::exec(&cli.global, a),
+    };
+    ExitCode::from(code)
+}
+
+/// The clap command, for completions and the man page.
+pub fn command() -> clap::Command {
+    Cli::command()
+}

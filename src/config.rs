@@ -1,0 +1,145 @@
+//! `/etc/vmpath/config.toml` (or `--config FILE`): values that override discovery. Flags
+//! override the file. Every key is optional.
+//!
+//! ```toml
+//! timeout = "2s"               # per daemon query
+//! mtu = 1450                   # expected network MTU
+//! gateways = ["198.51.100.1/24", "2001:db8:100::1/64"]
+//! bird_socket = "/run/bird/bird.ctl"
+//! frr_dir = "/run/frr"         # dir with bgpd.vty / zebra.vty
+//! dhcp_hostsdir = "/var/lib/neutron/dhcp-hosts"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_PATH: &str = "/etc/vmpath/config.toml";
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub timeout: Option<String>,
+    pub mtu: Option<u32>,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    pub bird_socket: Option<PathBuf>,
+    pub frr_dir: Option<PathBuf>,
+    pub dhcp_hostsdir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Load the given file (must exist) or the default one (may be absent).
+    pub fn load(explicit: Option<&Path>) -> Result<Config, String> {
+        let (path, required) = match explicit {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default())
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot read config {}: {e} (fix the path given to --config)",
+                    path.display()
+                ))
+            }
+        };
+        Self::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+}
+
+/// Parse a duration: `2s`, `500ms`, `1.5s`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, mult) = if let Some(v) = t.strip_suffix("ms") {
+        (v, 0.001)
+    } else if let Some(v) = t.strip_suffix('s') {
+        (v, 1.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration '{s}': use e.g. 2s, 500ms or 1.5"))?;
+    if !(v.is_finite() && v > 0.0 && v * mult <= 3600.0) {
+        return Err(format!(
+            "invalid duration '{s}': must be between 1ms and 3600s"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(v * mult))
+}
+
+/// Parse `ADDR/LEN` (or a bare address: /24 for IPv4, /64 for IPv6).
+pub fn parse_gateway(s: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: std::net::IpAddr = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid gateway '{s}': use ADDR/LEN, e.g. 198.51.100.1/24"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match l {
+        None => {
+            if addr.is_ipv4() {
+                24
+            } else {
+                64
+            }
+        }
+        Some(l) => l
+            .parse::<u8>()
+            .ok()
+            .filter(|x| *x <= max)
+            .ok_or_else(|| format!("invalid prefix length in gateway '{s}': 0..{max}"))?,
+    };
+    Ok((addr, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses_and_unknown_keys_are_rejected() {
+        let c = Config::parse(
+            "timeout = \"500ms\"\nmtu = 9000\ngateways = [\"198.51.100.1/24\"]\nbird_socket = \"/run/bird/x.ctl\"\n",
+        )
+        .expect("parse");
+        assert_eq!(c.mtu, Some(9000));
+        assert_eq!(c.gateways.len(), 1);
+        assert!(Config::parse("mtuu = 1").is_err());
+        assert!(Config::load(Some(Path::new("/nonexistent/vmpath.toml"))).is_err());
+    }
+
+    #[test]
+    fn durations_and_gateways() {
+        assert_eq!(parse_duration("2s"), Ok(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            parse_duration("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration("1.5"),
+            Ok(std::time::Duration::from_millis(1500))
+        );
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0").is_err());
+        assert_eq!(
+            parse_gateway("198.51.100.1/24"),
+            Ok(("198.51.100.1".parse().expect("ip"), 24))
+        );
+        assert_eq!(parse_gateway("2001:db8::1").map(|g| g.1), Ok(64));
+        assert!(parse_gateway("198.51.100.1/33").is_err());
+        assert!(parse_gateway("gw").is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! vmpath: walk, probe and repair the network path of an OpenStack VM.
+
+pub mod check;
+pub mod cli;
+pub mod cmd;
+pub mod collect;
+pub mod config;
+pub mod model;
+pub mod output;
+pub mod port;
+pub mod target;
+pub mod walk;

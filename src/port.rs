@@ -1,0 +1,571 @@
+//! Which port the target names (identity), and what its host state should be (desired state).
+//!
+//! Desired state is a separate, swappable source ([`DesiredSource`]): today the host's own
+//! records (dnsmasq's host entries and options, the gateway addresses on the host's taps, flags);
+//! later the Neutron API. Every desired value carries where it came from.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::collect::dnsmasq::{Dnsmasq, HostEntry};
+use crate::collect::netlink::HostNet;
+use crate::target::{Target, PORT_PREFIX_LEN};
+
+/// A value with its provenance ("dnsmasq option:mtu (pid 812)", "--mtu flag").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: String,
+}
+
+impl<T> Sourced<T> {
+    pub fn new(value: T, source: impl Into<String>) -> Self {
+        Sourced {
+            value,
+            source: source.into(),
+        }
+    }
+}
+
+/// The port the walk is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub tap: String,
+    /// Full port UUID when a record names it, else the 11-character prefix from the tap name.
+    pub port_id: String,
+    /// How the target was matched to this port.
+    pub matched_by: String,
+}
+
+impl Identity {
+    pub fn port_prefix(&self) -> &str {
+        self.port_id.get(..PORT_PREFIX_LEN).unwrap_or(&self.port_id)
+    }
+}
+
+/// A gateway address as it should be on the tap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gateway {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+/// What the port's host state should be.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Desired {
+    pub mac: Option<Sourced<String>>,
+    pub ips: Vec<Sourced<IpAddr>>,
+    pub mtu: Option<Sourced<u32>>,
+    pub gateways: Vec<Sourced<Gateway>>,
+}
+
+impl Desired {
+    pub fn ip_list(&self) -> Vec<IpAddr> {
+        self.ips.iter().map(|s| s.value).collect()
+    }
+    pub fn gateway_for(&self, v6: bool) -> Option<&Sourced<Gateway>> {
+        self.gateways.iter().find(|g| g.value.addr.is_ipv6() == v6)
+    }
+}
+
+/// Flags and config-file values that override what the host's records say.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub mtu: Option<u32>,
+    pub gateways: Vec<(IpAddr, u8)>,
+    pub mac: Option<String>,
+}
+
+/// A source of desired state for a port.
+pub trait DesiredSource {
+    fn desired(&self, id: &Identity, host: &HostNet) -> Desired;
+    /// Human name of the source, for the report.
+    fn name(&self) -> String;
+}
+
+/// Desired state from this host's own records.
+pub struct HostRecords<'a> {
+    pub dnsmasq: &'a [Dnsmasq],
+    pub overrides: &'a Overrides,
+}
+
+fn is_tap_name(n: &str) -> bool {
+    n.starts_with("tap")
+}
+
+/// The VM MAC Nova implies from a tap MAC: Nova gives the tap `fe` + the VM MAC's last 5 octets.
+/// Returns the 5-octet suffix to compare with.
+pub fn mac_suffix(mac: &str) -> &str {
+    mac.get(3..).unwrap_or(mac)
+}
+
+impl HostRecords<'_> {
+    fn entries_for_port(&self, id: &Identity) -> Vec<(&Dnsmasq, &HostEntry)> {
+        let mut out = Vec::new();
+        for d in self.dnsmasq {
+            for h in &d.hosts {
+                if h.port_id().is_some_and(|p| p.starts_with(id.port_prefix())) {
+                    out.push((d, h));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl DesiredSource for HostRecords<'_> {
+    fn name(&self) -> String {
+        "host records (dnsmasq host entries and options, tap gateway addresses, flags)".into()
+    }
+
+    fn desired(&self, id: &Identity, host: &HostNet) -> Desired {
+        let mut d = Desired::default();
+        let entries = self.entries_for_port(id);
+        // MAC
+        if let Some(m) = &self.overrides.mac {
+            d.mac = Some(Sourced::new(m.clone(), "--mac flag"));
+        } else if let Some((_, h)) = entries.iter().find(|(_, h)| !h.macs.is_empty()) {
+            d.mac = Some(Sourced::new(
+                h.macs[0].clone(),
+                format!("DHCP host entry {}", h.source),
+            ));
+        } else if let Some(tap) = host.link(&id.tap) {
+            // No record: the neighbour entry on the tap, else Nova's tap MAC convention.
+            let neigh = host
+                .neighs
+                .iter()
+                .find(|n| n.index == tap.index && !n.proxy && n.mac.is_some() && n.ip.is_ipv4());
+            if let Some(mac) = neigh.and_then(|n| n.mac.clone()) {
+                d.mac = Some(Sourced::new(mac, format!("neighbour entry on {}", id.tap)));
+            }
+        }
+        // Addresses
+        for (_, h) in &entries {
+            if let Some(v4) = h.ipv4 {
+                push_ip(
+                    &mut d.ips,
+                    IpAddr::V4(v4),
+                    format!("DHCP host entry {}", h.source),
+                );
+            }
+            if let Some(v6) = h.ipv6 {
+                push_ip(&mut d.ips, v6, format!("DHCP host entry {}", h.source));
+            }
+        }
+        if let Some(tap) = host.link(&id.tap) {
+            // Host routes through the tap name further addresses (IPv6, allowed address pairs)
+            // — but only when no record claims that address for another port.
+            for r in host.main_routes() {
+                let host_len = if r.dst.is_ipv4() { 32 } else { 128 };
+                if r.prefix_len == host_len && r.oifs().any(|o| o == tap.index) {
+                    let claimed_elsewhere = self.dnsmasq.iter().flat_map(|d| &d.hosts).any(|h| {
+                        (h.ipv4.map(IpAddr::V4) == Some(r.dst) || h.ipv6 == Some(r.dst))
+                            && !h.port_id().is_some_and(|p| p.starts_with(id.port_prefix()))
+                    });
+                    if !claimed_elsewhere {
+                        push_ip(&mut d.ips, r.dst, format!("host route via {}", id.tap));
+                    }
+                }
+            }
+        }
+        // MTU
+        if let Some(m) = self.overrides.mtu {
+            d.mtu = Some(Sourced::new(m, "--mtu flag"));
+        } else {
+            'mtu: for ip in d.ip_list() {
+                for dm in self.dnsmasq {
+                    if let Some((mtu, opt)) = dm.mtu_for(ip) {
+                        let kind = if opt.forced {
+                            "dhcp-option-force"
+                        } else {
+                            "dhcp-option"
+                        };
+                        d.mtu = Some(Sourced::new(
+                            mtu,
+                            format!("{} {kind}={}", dm.origin, opt.line),
+                        ));
+                        break 'mtu;
+                    }
+                }
+            }
+        }
+        // Gateways
+        for (addr, plen) in &self.overrides.gateways {
+            d.gateways.push(Sourced::new(
+                Gateway {
+                    addr: *addr,
+                    prefix_len: *plen,
+                },
+                "--gateway flag",
+            ));
+        }
+        for v6 in [false, true] {
+            if d.gateway_for(v6).is_some() {
+                continue;
+            }
+            let Some(vm_ip) = d.ip_list().into_iter().find(|i| i.is_ipv6() == v6) else {
+                continue;
+            };
+            let router = self.dnsmasq.iter().find_map(|dm| {
+                dm.router_for(vm_ip)
+                    .map(|(gw, o)| (gw, format!("{} dhcp-option={}", dm.origin, o.line)))
+            });
+            // The prefix length and a cross-check come from the gateway addresses on the other
+            // taps of this host whose subnet holds the VM address.
+            let peers = gateway_on_other_taps(host, &id.tap, vm_ip);
+            match (router, peers) {
+                (Some((gw, src)), peers) => {
+                    let plen = peers
+                        .iter()
+                        .find(|(a, _, _)| *a == gw)
+                        .map(|p| p.1)
+                        .unwrap_or(if v6 { 64 } else { 24 });
+                    d.gateways.push(Sourced::new(
+                        Gateway {
+                            addr: gw,
+                            prefix_len: plen,
+                        },
+                        src,
+                    ));
+                }
+                (None, peers) => {
+                    if let Some((gw, plen, tap)) = peers.first() {
+                        d.gateways.push(Sourced::new(
+                            Gateway {
+                                addr: *gw,
+                                prefix_len: *plen,
+                            },
+                            format!("gateway address on {tap} (same subnet)"),
+                        ));
+                    }
+                }
+            }
+        }
+        d
+    }
+}
+
+fn push_ip(v: &mut Vec<Sourced<IpAddr>>, ip: IpAddr, src: String) {
+    if !v.iter().any(|s| s.value == ip) {
+        v.push(Sourced::new(ip, src));
+    }
+}
+
+fn in_prefix(addr: IpAddr, net: IpAddr, plen: u8) -> bool {
+    match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let m = if plen == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(plen.min(32)))
+            };
+            u32::from(a) & m == u32::from(n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let m = if plen == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(plen.min(128)))
+            };
+            u128::from(a) & m == u128::from(n) & m
+        }
+        _ => false,
+    }
+}
+
+/// Gateway-like addresses (non-host prefix) on other taps whose subnet holds `vm_ip`.
+fn gateway_on_other_taps(host: &HostNet, tap: &str, vm_ip: IpAddr) -> Vec<(IpAddr, u8, String)> {
+    let mut out: Vec<(IpAddr, u8, String)> = Vec::new();
+    for l in host
+        .links
+        .iter()
+        .filter(|l| is_tap_name(&l.name) && l.name != tap)
+    {
+        for a in host.addrs_of(l.index) {
+            let full = if a.addr.is_ipv4() { 32 } else { 128 };
+            if a.addr.is_ipv6()
+                && matches!(a.addr, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80)
+            {
+                continue;
+            }
+            if a.prefix_len < full
+                && in_prefix(vm_ip, a.addr, a.prefix_len)
+                && !out.iter().any(|(x, _, _)| *x == a.addr)
+            {
+                out.push((a.addr, a.prefix_len, l.name.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Resolve a target to a port on this host, from the host's state and records. The error names
+/// what was looked at.
+pub fn resolve(target: &Target, host: &HostNet, dnsmasq: &[Dnsmasq]) -> Result<Identity, String> {
+    let all_hosts = || dnsmasq.iter().flat_map(|d| d.hosts.iter());
+    let tap_for_entry = |h: &HostEntry| {
+        h.port_id()
+            .map(|p| (format!("tap{}", &p[..PORT_PREFIX_LEN]), p))
+    };
+    let tap_of_index = |i: u32| {
+        host.link_by_index(i)
+            .map(|l| l.name.clone())
+            .filter(|n| is_tap_name(n))
+    };
+    let full_id_for_tap = |tap: &str| -> Option<String> {
+        let prefix = tap.strip_prefix("tap")?;
+        all_hosts().find_map(|h| h.port_id().filter(|p| p.starts_with(prefix)))
+    };
+    let ident = |tap: String, how: String| {
+        let port_id = full_id_for_tap(&tap)
+            .unwrap_or_else(|| tap.strip_prefix("tap").unwrap_or(&tap).to_string());
+        Identity {
+            tap,
+            port_id,
+            matched_by: how,
+        }
+    };
+    match target {
+        Target::Tap(t) => {
+            let known = host.link(t).is_some() || full_id_for_tap(t).is_some();
+            if !known {
+                return Err(format!(
+                    "no tap '{t}' on this host and no DHCP host entry for a port {}…: check the name, or run on the hypervisor that hosts the VM",
+                    t.trim_start_matches("tap")
+                ));
+            }
+            Ok(ident(t.clone(), "tap name".into()))
+        }
+        Target::PortId(_) | Target::PortPrefix(_) => {
+            let tap = target.implied_tap().unwrap_or_default();
+            let known = host.link(&tap).is_some() || full_id_for_tap(&tap).is_some();
+            if !known {
+                return Err(format!(
+                    "port {target} is not on this host: no tap {tap} and no DHCP host entry for it"
+                ));
+            }
+            let mut id = ident(tap, "port id".into());
+            if let Target::PortId(full) = target {
+                id.port_id = full.clone();
+            }
+            Ok(id)
+        }
+        Target::Ip(ip) => {
+            // Records first (desired state names the owner), then the host route, then neighbours.
+            if let Some((tap, _)) = all_hosts()
+                .filter(|h| h.ipv4.map(IpAddr::V4) == Some(*ip) || h.ipv6 == Some(*ip))
+                .find_map(tap_for_entry)
+            {
+                return Ok(ident(tap, "DHCP host entry for the address".into()));
+            }
+            let host_len = if ip.is_ipv4() { 32 } else { 128 };
+            if let Some(tap) = host
+                .main_routes()
+                .filter(|r| r.dst == *ip && r.prefix_len == host_len)
+                .flat_map(|r| r.oifs().collect::<Vec<_>>())
+                .find_map(tap_of_index)
+            {
+                return Ok(ident(tap, "host route for the address".into()));
+            }
+            if let Some(tap) = host
+                .neighs
+                .iter()
+                .filter(|n| n.ip == *ip && !n.proxy)
+                .find_map(|n| tap_of_index(n.index))
+            {
+                return Ok(ident(tap, "neighbour entry for the address".into()));
+            }
+            Err(format!(
+                "no port for {ip} on this host: no DHCP host entry, no /{host_len} route via a tap and no neighbour entry name it — is this the VM's hypervisor?"
+            ))
+        }
+        Target::Mac(mac) => {
+            if let Some((tap, _)) = all_hosts()
+                .filter(|h| h.macs.iter().any(|m| m == mac))
+                .find_map(tap_for_entry)
+            {
+                return Ok(ident(tap, "DHCP host entry for the MAC".into()));
+            }
+            if let Some(tap) = host
+                .neighs
+                .iter()
+                .filter(|n| n.mac.as_deref() == Some(mac.as_str()))
+                .find_map(|n| tap_of_index(n.index))
+            {
+                return Ok(ident(tap, "neighbour entry with the MAC".into()));
+            }
+            // Nova gives the tap the VM's MAC with the first octet replaced by fe.
+            if let Some(l) = host.links.iter().find(|l| {
+                is_tap_name(&l.name)
+                    && l.mac
+                        .as_deref()
+                        .is_some_and(|m| mac_suffix(m) == mac_suffix(mac))
+            }) {
+                return Ok(ident(
+                    l.name.clone(),
+                    "tap MAC (Nova's fe:… convention)".into(),
+                ));
+            }
+            Err(format!(
+                "no port with MAC {mac} on this host: no DHCP host entry, neighbour entry or tap MAC matches"
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::dnsmasq::{parse_host_entry, parse_option, parse_range};
+    use crate::collect::netlink::{Addr, Link, NextHop, Route};
+
+    const ID1: &str = "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a51";
+    const ID2: &str = "7a2b3c4d-1e2f-4a5b-9c8d-7e6f5a4b3c52";
+
+    fn link(index: u32, name: &str, mac: &str) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            admin_up: true,
+            oper: "up".into(),
+            mtu: 1450,
+            mac: Some(mac.into()),
+            kind: Some("veth".into()),
+        }
+    }
+
+    fn host() -> HostNet {
+        HostNet {
+            links: vec![
+                link(5, "tap3f1c2a4e-5b", "fe:16:3e:00:00:01"),
+                link(6, "tap7a2b3c4d-1e", "fe:16:3e:00:00:02"),
+            ],
+            addrs: vec![
+                Addr {
+                    index: 5,
+                    addr: "198.51.100.1".parse().expect("ip"),
+                    prefix_len: 24,
+                    noprefixroute: true,
+                    scope: 0,
+                },
+                Addr {
+                    index: 6,
+                    addr: "198.51.100.1".parse().expect("ip"),
+                    prefix_len: 24,
+                    noprefixroute: true,
+                    scope: 0,
+                },
+            ],
+            routes: vec![
+                Route {
+                    dst: "198.51.100.11".parse().expect("ip"),
+                    prefix_len: 32,
+                    table: 254,
+                    kind: "unicast".into(),
+                    protocol: "static".into(),
+                    scope: "link".into(),
+                    nexthops: vec![NextHop {
+                        oif: Some(5),
+                        gateway: None,
+                    }],
+                },
+                Route {
+                    dst: "2001:db8:100::11".parse().expect("ip"),
+                    prefix_len: 128,
+                    table: 254,
+                    kind: "unicast".into(),
+                    protocol: "static".into(),
+                    scope: "universe".into(),
+                    nexthops: vec![NextHop {
+                        oif: Some(5),
+                        gateway: None,
+                    }],
+                },
+            ],
+            neighs: vec![],
+        }
+    }
+
+    fn dns() -> Vec<Dnsmasq> {
+        let mut d = Dnsmasq {
+            origin: "dnsmasq pid 9".into(),
+            ..Default::default()
+        };
+        d.hosts.extend(parse_host_entry(
+            "fa:16:3e:00:00:01,h1,198.51.100.11",
+            &format!("/h/{ID1}"),
+        ));
+        d.hosts.extend(parse_host_entry(
+            &format!("fa:16:3e:00:00:02,h2,198.51.100.12,set:port-{ID2}"),
+            "/h/x",
+        ));
+        d.ranges
+            .extend(parse_range("set:net1,198.51.100.0,static,255.255.255.0"));
+        d.options
+            .extend(parse_option("tag:net1,option:router,198.51.100.1", false));
+        d.options.extend(parse_option("option:mtu,1450", true));
+        vec![d]
+    }
+
+    #[test]
+    fn resolves_every_target_form_to_the_same_port() {
+        let (h, d) = (host(), dns());
+        for t in [
+            "198.51.100.11",
+            "fa:16:3e:00:00:01",
+            ID1,
+            "3f1c2a4e-5b",
+            "tap3f1c2a4e-5b",
+            "2001:db8:100::11",
+        ] {
+            let id = resolve(&Target::parse(t).expect("target"), &h, &d).expect(t);
+            assert_eq!(id.tap, "tap3f1c2a4e-5b", "{t}");
+            assert_eq!(id.port_id, ID1, "{t}");
+        }
+    }
+
+    #[test]
+    fn unknown_targets_are_errors_naming_the_target() {
+        let (h, d) = (host(), dns());
+        for t in ["198.51.100.99", "fa:16:3e:00:00:77", "tapdeadbeef-00"] {
+            let e = resolve(&Target::parse(t).expect("target"), &h, &d).expect_err(t);
+            assert!(e.contains(t.trim_start_matches("tap")), "{e}");
+        }
+    }
+
+    #[test]
+    fn desired_state_from_records_with_provenance() {
+        let (h, d) = (host(), dns());
+        let ov = Overrides::default();
+        let src = HostRecords {
+            dnsmasq: &d,
+            overrides: &ov,
+        };
+        let id = resolve(&Target::parse(ID1).expect("t"), &h, &d).expect("id");
+        let want = src.desired(&id, &h);
+        assert_eq!(
+            want.mac.as_ref().map(|m| m.value.as_str()),
+            Some("fa:16:3e:00:00:01")
+        );
+        assert_eq!(want.mtu.as_ref().map(|m| m.value), Some(1450));
+        assert!(want.mtu.as_ref().is_some_and(|m| m.source.contains("mtu")));
+        assert_eq!(want.ip_list().len(), 2, "{:?}", want.ips);
+        let gw = want.gateway_for(false).expect("gw4");
+        assert_eq!(gw.value.addr, "198.51.100.1".parse::<IpAddr>().expect("ip"));
+        assert_eq!(gw.value.prefix_len, 24);
+        // flags win
+        let ov = Overrides {
+            mtu: Some(9000),
+            ..Default::default()
+        };
+        let src = HostRecords {
+            dnsmasq: &d,
+            overrides: &ov,
+        };
+        assert_eq!(
+            src.desired(&id, &h).mtu.map(|m| (m.value, m.source)),
+            Some((9000, "--mtu flag".into()))
+        );
+    }
+}

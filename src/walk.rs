@@ -1,0 +1,208 @@
+//! `vmpath walk`: gather the facts for one port (in parallel where the sources are independent),
+//! then run the checks in path order. Reads only; never changes the host.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::check::{dhcp, host};
+use crate::collect::dnsmasq::{self, Dnsmasq};
+use crate::collect::netlink::{read_sysctl, HostNet, Netlink};
+use crate::collect::procs::{pid_alive, ProcTable};
+use crate::model::{verdict, Check, Status};
+use crate::port::{self, Desired, DesiredSource, HostRecords, Identity, Overrides};
+use crate::target::Target;
+
+/// Validated options for one walk.
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    pub target: Target,
+    pub flow: Option<String>,
+    pub flow_peer: Option<IpAddr>,
+    pub timeout: Duration,
+    pub overrides: Overrides,
+    pub bird_socket: Option<PathBuf>,
+    pub frr_dir: Option<PathBuf>,
+    pub dhcp_hostsdir: Option<PathBuf>,
+}
+
+/// The walk's result; its JSON form is documented in README.md.
+#[derive(Debug, Clone, Serialize)]
+pub struct WalkReport {
+    pub target: String,
+    pub host: String,
+    pub verdict: Status,
+    pub exit_code: u8,
+    pub port: PortReport,
+    pub checks: Vec<Check>,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PortReport {
+    pub tap: String,
+    pub port_id: String,
+    pub matched_by: String,
+    pub desired_source: String,
+    pub desired: Desired,
+}
+
+/// A walk that could not start: the message and the exit code.
+#[derive(Debug)]
+pub struct WalkError {
+    pub message: String,
+    pub exit_code: u8,
+}
+
+impl WalkError {
+    fn usage(m: impl Into<String>) -> Self {
+        WalkError {
+            message: m.into(),
+            exit_code: crate::model::exit::USAGE,
+        }
+    }
+    fn unknown(m: impl Into<String>) -> Self {
+        WalkError {
+            message: m.into(),
+            exit_code: crate::model::exit::UNKNOWN,
+        }
+    }
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Facts read once per walk.
+struct Facts {
+    net: HostNet,
+    procs: ProcTable,
+    dnsmasq: Vec<Dnsmasq>,
+}
+
+fn gather(opts: &WalkOptions, rt: &tokio::runtime::Runtime) -> Result<Facts, WalkError> {
+    let procs_thread = std::thread::spawn(ProcTable::scan);
+    let net = rt
+        .block_on(async {
+            let nl = Netlink::open()?;
+            nl.snapshot().await
+        })
+        .map_err(|e| {
+            WalkError::unknown(format!(
+                "{e}: cannot read this host's interfaces and routes"
+            ))
+        })?;
+    let procs = procs_thread
+        .join()
+        .map_err(|_| WalkError::unknown("scanning /proc panicked"))?
+        .map_err(|e| WalkError::unknown(format!("cannot scan /proc: {e}")))?;
+    let mut dnsmasq = dnsmasq::discover(&procs);
+    if let Some(dir) = &opts.dhcp_hostsdir {
+        // An explicit hosts dir wins over what the processes say.
+        if let Some(d) = dnsmasq.iter_mut().find(|d| d.hostsdirs.contains(dir)) {
+            d.origin.push_str(" (hosts dir from flag)");
+        } else if let Some(d) = dnsmasq.first_mut() {
+            let from_dir = dnsmasq::from_hostsdir(dir);
+            d.hostsdirs = from_dir.hostsdirs;
+            d.hosts.retain(|h| h.source == "--dhcp-host");
+            d.hosts.extend(from_dir.hosts);
+            d.read_errors = from_dir.read_errors;
+        } else {
+            dnsmasq.push(dnsmasq::from_hostsdir(dir));
+        }
+    }
+    Ok(Facts {
+        net,
+        procs,
+        dnsmasq,
+    })
+}
+
+fn sysctl_u32(path: String) -> Option<u32> {
+    read_sysctl(&path).ok()?.parse().ok()
+}
+
+fn tap_sysctls(tap: &str) -> host::TapSysctls {
+    host::TapSysctls {
+        proxy_arp: sysctl_u32(format!("ipv4/conf/{tap}/proxy_arp")),
+        proxy_arp_all: sysctl_u32("ipv4/conf/all/proxy_arp".into()),
+        proxy_delay: sysctl_u32(format!("ipv4/neigh/{tap}/proxy_delay")),
+        proxy_ndp: sysctl_u32(format!("ipv6/conf/{tap}/proxy_ndp")),
+        proxy_ndp_all: sysctl_u32("ipv6/conf/all/proxy_ndp".into()),
+    }
+}
+
+/// Run the walk.
+pub fn run(opts: &WalkOptions) -> Result<WalkReport, WalkError> {
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| WalkError::unknown(format!("cannot start the async runtime: {e}")))?;
+    let facts = gather(opts, &rt)?;
+    let id = port::resolve(&opts.target, &facts.net, &facts.dnsmasq).map_err(WalkError::usage)?;
+    let source = HostRecords {
+        dnsmasq: &facts.dnsmasq,
+        overrides: &opts.overrides,
+    };
+    let want = source.desired(&id, &facts.net);
+    let checks = run_checks(opts, &rt, &facts, &id, &want);
+    let v = verdict(&checks);
+    Ok(WalkReport {
+        target: opts.target.to_string(),
+        host: hostname(),
+        verdict: v,
+        exit_code: crate::model::exit_code(v),
+        port: PortReport {
+            tap: id.tap.clone(),
+            port_id: id.port_id.clone(),
+            matched_by: id.matched_by.clone(),
+            desired_source: source.name(),
+            desired: want,
+        },
+        checks,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+fn run_checks(
+    opts: &WalkOptions,
+    rt: &tokio::runtime::Runtime,
+    facts: &Facts,
+    id: &Identity,
+    want: &Desired,
+) -> Vec<Check> {
+    let _ = opts;
+    let ips = want.ip_list();
+    let lookups: BTreeMap<IpAddr, Option<crate::collect::netlink::Route>> = rt.block_on(async {
+        let mut m = BTreeMap::new();
+        if let Ok(nl) = Netlink::open() {
+            for ip in &ips {
+                m.insert(*ip, nl.route_get(*ip, None, None).await.ok().flatten());
+            }
+        }
+        m
+    });
+    let hf = host::HostFacts {
+        net: &facts.net,
+        sysctl: tap_sysctls(&id.tap),
+        lookups,
+    };
+    let mut out = Vec::new();
+    out.extend(host::tap_checks(id, want, &hf));
+    out.extend(host::gateway_checks(id, want, &hf));
+    out.extend(host::proxy_checks(id, want, &hf));
+    out.extend(host::route_checks(id, want, &hf));
+    out.extend(host::neigh_checks(id, want, &hf));
+    out.push(dhcp::server_check(id, &facts.dnsmasq, &pid_alive));
+    let macs = dhcp::MacEvidence::from_host(&facts.net, &id.tap, opts.overrides.mac.clone());
+    out.push(dhcp::host_check(id, &facts.dnsmasq, &facts.net, &macs));
+    let _ = &facts.procs;
+    out
+}

@@ -52,8 +52,12 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Walk one VM's path on this hypervisor and check every hop
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = EXIT_CODES_HELP, after_long_help = walk_long_help())]
     Walk(crate::cmd::walk::WalkArgs),
+}
+
+fn walk_long_help() -> String {
+    format!("{}\n{EXIT_CODES_HELP}", crate::check::catalogue_help())
 }
 
 /// Entry point: parse, dispatch, map errors to exit codes.

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::check::{dhcp, host};
+use crate::check::{self, dhcp, host};
+use crate::collect::bgp;
 use crate::collect::dnsmasq::{self, Dnsmasq};
 use crate::collect::netlink::{read_sysctl, HostNet, Netlink};
 use crate::collect::procs::{pid_alive, ProcTable};
@@ -178,8 +179,29 @@ fn run_checks(
     id: &Identity,
     want: &Desired,
 ) -> Vec<Check> {
-    let _ = opts;
     let ips = want.ip_list();
+    // BGP: one thread per routing daemon, bounded by the timeout, while the host is checked.
+    let prefixes: Vec<(IpAddr, u8)> = ips
+        .iter()
+        .map(|ip| (*ip, if ip.is_ipv4() { 32 } else { 128 }))
+        .collect();
+    let speakers = bgp::discover(
+        &facts.procs,
+        &bgp::Overrides {
+            bird_socket: opts.bird_socket.clone(),
+            frr_dir: opts.frr_dir.clone(),
+        },
+    );
+    let bgp_threads: Vec<_> = speakers
+        .into_iter()
+        .map(|sp| {
+            let (pfx, timeout) = (prefixes.clone(), opts.timeout);
+            std::thread::spawn(move || {
+                let r = bgp::collect(&sp, &pfx, timeout);
+                (sp, r)
+            })
+        })
+        .collect();
     let lookups: BTreeMap<IpAddr, Option<crate::collect::netlink::Route>> = rt.block_on(async {
         let mut m = BTreeMap::new();
         if let Ok(nl) = Netlink::open() {
@@ -203,6 +225,20 @@ fn run_checks(
     out.push(dhcp::server_check(id, &facts.dnsmasq, &pid_alive));
     let macs = dhcp::MacEvidence::from_host(&facts.net, &id.tap, opts.overrides.mac.clone());
     out.push(dhcp::host_check(id, &facts.dnsmasq, &facts.net, &macs));
-    let _ = &facts.procs;
+    // BGP last: the RIB, then each peer.
+    let pfx_names: Vec<String> = prefixes.iter().map(|(ip, l)| format!("{ip}/{l}")).collect();
+    if bgp_threads.is_empty() {
+        out.extend(check::bgp::no_speaker(&pfx_names));
+    }
+    for t in bgp_threads {
+        match t.join() {
+            Ok((_, Ok(f))) => out.extend(check::bgp::evaluate(&f, &pfx_names)),
+            Ok((sp, Err(e))) => out.extend(check::bgp::unreachable(&sp.describe(), &e, &pfx_names)),
+            Err(_) => out.push(
+                Check::unknown("bgp.daemon", "the BGP collector thread panicked")
+                    .fix("report this as a vmpath bug with the output of --verbose"),
+            ),
+        }
+    }
     out
 }

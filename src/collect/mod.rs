@@ -1,6 +1,9 @@
 //! Read-only collectors: each file reads one source of facts from the host. Pure parsers live
 //! next to their thin I/O edge and are unit-tested on captured real output.
 
+pub mod bgp;
+pub mod bird;
 pub mod dnsmasq;
+pub mod frr;
 pub mod netlink;
 pub mod procs;

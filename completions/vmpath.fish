@@ -1,0 +1,46 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_vmpath_global_optspecs
+    string join \n json v/verbose config= h/help V/version
+end
+
+function __fish_vmpath_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_vmpath_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_vmpath_using_subcommand
+    set -l cmd (__fish_vmpath_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c vmpath -n "__fish_vmpath_needs_command" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
+complete -c vmpath -n "__fish_vmpath_needs_command" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
+complete -c vmpath -n "__fish_vmpath_needs_command" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
+complete -c vmpath -n "__fish_vmpath_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vmpath -n "__fish_vmpath_needs_command" -s V -l version -d 'Print version'
+complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "walk" -d 'Walk one VM\'s path on this hypervisor and check every hop'
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO/PORT (tcp/22, out:udp/53, icmp)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow-peer -d 'Remote address of the --flow (default: any)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l timeout -d 'How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l mtu -d 'Expected network MTU (default: dnsmasq\'s MTU option)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l gateway -d 'Expected gateway address on the tap, ADDR/LEN; repeat for IPv4 and IPv6 (default: dnsmasq\'s router option, the other taps\' gateway address)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l mac -d 'The port\'s MAC, when the host\'s records are not to be trusted' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l bird-socket -d 'BIRD control socket (default: from the running bird\'s -s option)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l frr-dir -d 'FRR vty socket directory holding bgpd.vty (default: from the running bgpd\'s -N option)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l dhcp-hostsdir -d 'dnsmasq hosts dir (default: from the running dnsmasq\'s --dhcp-hostsdir)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s h -l help -d 'Print help'
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s V -l version -d 'Print version'

@@ -42,5 +42,5 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l dhcp-hostsdir -d 
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
-complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s h -l help -d 'Print help'
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s V -l version -d 'Print version'

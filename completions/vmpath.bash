@@ -44,17 +44,13 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__walk)
-            opts="-v -h -V --flow --flow-peer --timeout --mtu --gateway --mac --bird-socket --frr-dir --dhcp-hostsdir --json --verbose --config --help --version"
+            opts="-v -h -V --flow --timeout --mtu --gateway --mac --bird-socket --frr-dir --dhcp-hostsdir --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --flow)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --flow-peer)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

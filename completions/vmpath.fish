@@ -30,8 +30,7 @@ complete -c vmpath -n "__fish_vmpath_needs_command" -s v -l verbose -d 'Show the
 complete -c vmpath -n "__fish_vmpath_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vmpath -n "__fish_vmpath_needs_command" -s V -l version -d 'Print version'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "walk" -d 'Walk one VM\'s path on this hypervisor and check every hop'
-complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO/PORT (tcp/22, out:udp/53, icmp)' -r
-complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow-peer -d 'Remote address of the --flow (default: any)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER] (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l timeout -d 'How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l mtu -d 'Expected network MTU (default: dnsmasq\'s MTU option)' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l gateway -d 'Expected gateway address on the tap, ADDR/LEN; repeat for IPv4 and IPv6 (default: dnsmasq\'s router option, the other taps\' gateway address)' -r

@@ -122,24 +122,6 @@ impl DesiredSource for HostRecords<'_> {
     fn desired(&self, id: &Identity, host: &HostNet) -> Desired {
         let mut d = Desired::default();
         let entries = self.entries_for_port(id);
-        // MAC
-        if let Some(m) = &self.overrides.mac {
-            d.mac = Some(Sourced::new(m.clone(), "--mac flag"));
-        } else if let Some((_, h)) = entries.iter().find(|(_, h)| !h.macs.is_empty()) {
-            d.mac = Some(Sourced::new(
-                h.macs[0].clone(),
-                format!("DHCP host entry {}", h.source),
-            ));
-        } else if let Some(tap) = host.link(&id.tap) {
-            // No record: the neighbour entry on the tap, else Nova's tap MAC convention.
-            let neigh = host
-                .neighs
-                .iter()
-                .find(|n| n.index == tap.index && !n.proxy && n.mac.is_some() && n.ip.is_ipv4());
-            if let Some(mac) = neigh.and_then(|n| n.mac.clone()) {
-                d.mac = Some(Sourced::new(mac, format!("neighbour entry on {}", id.tap)));
-            }
-        }
         // Addresses
         for (_, h) in &entries {
             if let Some(v4) = h.ipv4 {
@@ -168,6 +150,17 @@ impl DesiredSource for HostRecords<'_> {
                     }
                 }
             }
+        }
+        // MAC: the flag, the DHCP record, else the VM's own neighbour entry on the tap.
+        if let Some(m) = &self.overrides.mac {
+            d.mac = Some(Sourced::new(m.clone(), "--mac flag"));
+        } else if let Some((_, h)) = entries.iter().find(|(_, h)| !h.macs.is_empty()) {
+            d.mac = Some(Sourced::new(
+                h.macs[0].clone(),
+                format!("DHCP host entry {}", h.source),
+            ));
+        } else if let Some(mac) = vm_neighbour_mac(host, &id.tap, &d.ip_list()) {
+            d.mac = Some(Sourced::new(mac, format!("neighbour entry on {}", id.tap)));
         }
         // MTU
         if let Some(m) = self.overrides.mtu {
@@ -244,6 +237,21 @@ impl DesiredSource for HostRecords<'_> {
         }
         d
     }
+}
+
+/// A unicast MAC (not broadcast, not multicast).
+pub fn is_unicast_mac(mac: &str) -> bool {
+    u8::from_str_radix(mac.get(..2).unwrap_or("01"), 16).is_ok_and(|b| b & 1 == 0)
+}
+
+/// The MAC the VM answers from: a usable neighbour entry on the tap for one of its addresses.
+pub fn vm_neighbour_mac(host: &HostNet, tap: &str, ips: &[IpAddr]) -> Option<String> {
+    let l = host.link(tap)?;
+    host.neighs
+        .iter()
+        .filter(|n| n.index == l.index && !n.proxy && ips.contains(&n.ip))
+        .filter(|n| !matches!(n.state.as_str(), "failed" | "incomplete" | "noarp" | "none"))
+        .find_map(|n| n.mac.clone().filter(|m| is_unicast_mac(m)))
 }
 
 fn push_ip(v: &mut Vec<Sourced<IpAddr>>, ip: IpAddr, src: String) {

@@ -22,7 +22,6 @@ use crate::target::Target;
 pub struct WalkOptions {
     pub target: Target,
     pub flow: Option<String>,
-    pub flow_peer: Option<IpAddr>,
     pub timeout: Duration,
     pub overrides: Overrides,
     pub bird_socket: Option<PathBuf>,
@@ -83,12 +82,15 @@ pub fn hostname() -> String {
 /// Facts read once per walk.
 struct Facts {
     net: HostNet,
+    fw: crate::collect::firewall::FirewallFacts,
     procs: ProcTable,
     dnsmasq: Vec<Dnsmasq>,
 }
 
 fn gather(opts: &WalkOptions, rt: &tokio::runtime::Runtime) -> Result<Facts, WalkError> {
     let procs_thread = std::thread::spawn(ProcTable::scan);
+    let fw_timeout = opts.timeout;
+    let fw_thread = std::thread::spawn(move || crate::collect::firewall::collect_with(fw_timeout));
     let net = rt
         .block_on(async {
             let nl = Netlink::open()?;
@@ -118,8 +120,12 @@ fn gather(opts: &WalkOptions, rt: &tokio::runtime::Runtime) -> Result<Facts, Wal
             dnsmasq.push(dnsmasq::from_hostsdir(dir));
         }
     }
+    let fw = fw_thread
+        .join()
+        .map_err(|_| WalkError::unknown("reading the firewall rules panicked"))?;
     Ok(Facts {
         net,
+        fw,
         procs,
         dnsmasq,
     })
@@ -180,6 +186,10 @@ fn run_checks(
     want: &Desired,
 ) -> Vec<Check> {
     let ips = want.ip_list();
+    let flow = opts
+        .flow
+        .as_deref()
+        .and_then(|f| check::sg::parse_flow(f).ok());
     // BGP: one thread per routing daemon, bounded by the timeout, while the host is checked.
     let prefixes: Vec<(IpAddr, u8)> = ips
         .iter()
@@ -222,9 +232,31 @@ fn run_checks(
     out.extend(host::proxy_checks(id, want, &hf));
     out.extend(host::route_checks(id, want, &hf));
     out.extend(host::neigh_checks(id, want, &hf));
+    // Security group.
+    let sg_port = check::sg::SgPort::new(
+        &id.tap,
+        &id.port_id,
+        &ips,
+        want.mac.as_ref().map(|m| m.value.as_str()),
+    );
+    out.extend(check::sg::checks(&facts.fw, &sg_port, flow.as_ref()));
     out.push(dhcp::server_check(id, &facts.dnsmasq, &pid_alive));
-    let macs = dhcp::MacEvidence::from_host(&facts.net, &id.tap, opts.overrides.mac.clone());
+    let macs = dhcp::MacEvidence::from_host(&facts.net, &id.tap, &ips, opts.overrides.mac.clone());
     out.push(dhcp::host_check(id, &facts.dnsmasq, &facts.net, &macs));
+    // Metadata: from the VM's first IPv4 address (the metadata service is IPv4).
+    if let Some(vm4) = ips.iter().find(|i| i.is_ipv4()) {
+        let local = facts.net.local_addrs();
+        let ports = check::metadata::wanted_ports(&facts.fw, &local, &id.tap, *vm4);
+        let socks = crate::collect::sockets::collect_for_ports(Some(&ports));
+        out.push(check::metadata::check_metadata(
+            &facts.fw,
+            &socks,
+            &local,
+            &id.tap,
+            *vm4,
+            want.mac.as_ref().map(|m| m.value.as_str()),
+        ));
+    }
     // BGP last: the RIB, then each peer.
     let pfx_names: Vec<String> = prefixes.iter().map(|(ip, l)| format!("{ip}/{l}")).collect();
     if bgp_threads.is_empty() {

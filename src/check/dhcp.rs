@@ -20,22 +20,11 @@ pub struct MacEvidence {
 }
 
 impl MacEvidence {
-    pub fn from_host(net: &HostNet, tap: &str, flag: Option<String>) -> Self {
-        let link = net.link(tap);
+    pub fn from_host(net: &HostNet, tap: &str, vm_ips: &[IpAddr], flag: Option<String>) -> Self {
         MacEvidence {
             flag,
-            neighbour: link.and_then(|l| {
-                net.neighs
-                    .iter()
-                    .find(|n| {
-                        n.index == l.index
-                            && !n.proxy
-                            && n.mac.is_some()
-                            && !matches!(n.state.as_str(), "failed" | "incomplete")
-                    })
-                    .and_then(|n| n.mac.clone())
-            }),
-            tap_mac: link.and_then(|l| l.mac.clone()),
+            neighbour: crate::port::vm_neighbour_mac(net, tap, vm_ips),
+            tap_mac: net.link(tap).and_then(|l| l.mac.clone()),
         }
     }
 
@@ -323,7 +312,12 @@ mod tests {
     fn healthy_entry() {
         let s = [server("fa:16:3e:00:00:01,h,198.51.100.11")];
         let n = net();
-        let m = MacEvidence::from_host(&n, "tap3f1c2a4e-5b", None);
+        let m = MacEvidence::from_host(
+            &n,
+            "tap3f1c2a4e-5b",
+            &["198.51.100.11".parse().expect("ip")],
+            None,
+        );
         assert_eq!(host_check(&id(), &s, &n, &m).status, Status::Ok);
         assert_eq!(server_check(&id(), &s, &|_| true).status, Status::Ok);
     }
@@ -331,7 +325,12 @@ mod tests {
     #[test]
     fn wrong_mac_missing_entry_wrong_ip_dead_server() {
         let n = net();
-        let m = MacEvidence::from_host(&n, "tap3f1c2a4e-5b", None);
+        let m = MacEvidence::from_host(
+            &n,
+            "tap3f1c2a4e-5b",
+            &["198.51.100.11".parse().expect("ip")],
+            None,
+        );
         let c = host_check(
             &id(),
             &[server("fa:16:3e:00:00:99,h,198.51.100.11")],

@@ -1,7 +1,6 @@
 //! `vmpath walk TARGET`.
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -19,12 +18,10 @@ pub struct WalkArgs {
     /// VM IPv4/IPv6 address, Neutron port UUID (or its 11-character prefix), tap name, or MAC
     #[arg(value_name = "TARGET")]
     pub target: String,
-    /// Evaluate one flow against the security group: [in:|out:]PROTO/PORT (tcp/22, out:udp/53, icmp)
+    /// Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER]
+    /// (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM
     #[arg(long, value_name = "FLOW")]
     pub flow: Option<String>,
-    /// Remote address of the --flow (default: any)
-    #[arg(long, value_name = "IP", requires = "flow")]
-    pub flow_peer: Option<IpAddr>,
     /// How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
@@ -85,10 +82,12 @@ pub fn options(g: &GlobalArgs, a: &WalkArgs) -> Result<WalkOptions, String> {
             return Err(format!("invalid MTU {m}: 68..65535"));
         }
     }
+    if let Some(f) = &a.flow {
+        crate::check::sg::parse_flow(f).map_err(|e| format!("invalid --flow: {e}"))?;
+    }
     Ok(WalkOptions {
         target,
         flow: a.flow.clone(),
-        flow_peer: a.flow_peer,
         timeout,
         overrides: Overrides {
             mtu: a.mtu.or(cfg.mtu),

@@ -4,6 +4,8 @@
 pub mod bgp;
 pub mod bird;
 pub mod dnsmasq;
+pub mod firewall;
 pub mod frr;
 pub mod netlink;
 pub mod procs;
+pub mod sockets;

@@ -1,0 +1,958 @@
+//! Firewall rules of this network namespace: iptables (nft and legacy backends, IPv4 and IPv6)
+//! and native nftables, parsed into one model that the security-group and metadata checks read
+//! and that [`eval`] walks a packet through.
+//!
+//! The I/O edge is [`collect`]: it runs `iptables-save -c`, `ip6tables-save -c`, the legacy
+//! variants when legacy tables exist, and `nft -j list ruleset`, in parallel threads, each with a
+//! timeout. A missing binary or a permission error becomes an error in [`SourceReport`], never a
+//! panic. The parsers ([`iptables::parse_save`], [`nft::parse_json`]) are pure.
+
+#[path = "firewall/eval.rs"]
+pub mod eval;
+#[path = "firewall/iptables.rs"]
+pub mod iptables;
+#[path = "firewall/nft.rs"]
+pub mod nft;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where a table was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Backend {
+    /// `iptables-save` of the nf_tables backend (`iptables-nft`).
+    IptablesNft,
+    /// `iptables-legacy-save` (x_tables).
+    IptablesLegacy,
+    /// `nft -j list ruleset`, native tables only.
+    Nft,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::IptablesNft => "iptables-nft",
+            Backend::IptablesLegacy => "iptables-legacy",
+            Backend::Nft => "nft",
+        }
+    }
+    pub fn is_iptables(self) -> bool {
+        !matches!(self, Backend::Nft)
+    }
+}
+
+/// Address family of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Ip,
+    Ip6,
+    Inet,
+    /// arp, bridge, netdev: kept, never evaluated.
+    Other(String),
+}
+
+impl Family {
+    pub fn from_nft(s: &str) -> Family {
+        match s {
+            "ip" => Family::Ip,
+            "ip6" => Family::Ip6,
+            "inet" => Family::Inet,
+            o => Family::Other(o.to_string()),
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+            Family::Inet => "inet",
+            Family::Other(s) => s,
+        }
+    }
+    /// True when IPv4 (`v6 == false`) or IPv6 packets traverse tables of this family.
+    pub fn carries(&self, v6: bool) -> bool {
+        match self {
+            Family::Ip => !v6,
+            Family::Ip6 => v6,
+            Family::Inet => true,
+            Family::Other(_) => false,
+        }
+    }
+}
+
+/// Packet and byte counters of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}:{}]", self.packets, self.bytes)
+    }
+}
+
+/// An address prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Net {
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let len = u32::from(self.len.min(32));
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                (u32::from(n) & mask) == (u32::from(*a) & mask)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let len = u32::from(self.len.min(128));
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
+                (u128::from(n) & mask) == (u128::from(*a) & mask)
+            }
+            _ => false,
+        }
+    }
+    pub fn is_v6(&self) -> bool {
+        self.addr.is_ipv6()
+    }
+    /// `0.0.0.0/0` or `::/0`.
+    pub fn is_any(&self) -> bool {
+        self.len == 0
+    }
+    /// Parse `A`, `A/LEN` or `A/MASK` (dotted IPv4 netmask, as old iptables prints).
+    pub fn parse(s: &str) -> Option<Net> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                Ok(_) => return None,
+                Err(_) => {
+                    let m: std::net::Ipv4Addr = l.parse().ok()?;
+                    let m = u32::from(m);
+                    if m.leading_ones() + m.trailing_zeros() != 32 {
+                        return None;
+                    }
+                    m.leading_ones() as u8
+                }
+            },
+        };
+        Some(Net { addr, len })
+    }
+}
+
+impl fmt::Display for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// An inclusive port range (a single port is `lo == hi`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub fn one(p: u16) -> Self {
+        PortRange { lo: p, hi: p }
+    }
+    pub fn contains(&self, p: u16) -> bool {
+        self.lo <= p && p <= self.hi
+    }
+    /// Parse `N`, `N:M` (iptables) or `N-M` (nft, REDIRECT --to-ports).
+    pub fn parse(s: &str) -> Option<PortRange> {
+        let s = s.trim();
+        if let Some((a, b)) = s.split_once([':', '-']) {
+            let lo = if a.is_empty() { 0 } else { a.parse().ok()? };
+            let hi = if b.is_empty() {
+                u16::MAX
+            } else {
+                b.parse().ok()?
+            };
+            return (lo <= hi).then_some(PortRange { lo, hi });
+        }
+        s.parse().ok().map(PortRange::one)
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// IP protocol numbers used by the model.
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMPV6: u8 = 58;
+    pub const SCTP: u8 = 132;
+    pub const UDPLITE: u8 = 136;
+
+    /// Protocol number from an iptables or nft name (or a number).
+    pub fn by_name(s: &str) -> Option<u8> {
+        let s = s.to_ascii_lowercase();
+        Some(match s.as_str() {
+            "icmp" => ICMP,
+            "tcp" => TCP,
+            "udp" => UDP,
+            "icmpv6" | "ipv6-icmp" | "icmp6" => ICMPV6,
+            "sctp" => SCTP,
+            "udplite" => UDPLITE,
+            "gre" => 47,
+            "esp" => 50,
+            "ah" => 51,
+            "igmp" => 2,
+            "ipip" | "ipencap" => 4,
+            "vrrp" => 112,
+            n => return n.parse().ok(),
+        })
+    }
+
+    pub fn name(p: u8) -> String {
+        match p {
+            ICMP => "icmp".into(),
+            TCP => "tcp".into(),
+            UDP => "udp".into(),
+            ICMPV6 => "ipv6-icmp".into(),
+            SCTP => "sctp".into(),
+            n => n.to_string(),
+        }
+    }
+
+    /// True when packets of this protocol carry ports.
+    pub fn has_ports(p: u8) -> bool {
+        matches!(p, TCP | UDP | SCTP | UDPLITE)
+    }
+}
+
+/// What a match looks at. Interface patterns keep iptables' `+` / nft's `*` wildcard suffix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cond {
+    InIface(Vec<String>),
+    OutIface(Vec<String>),
+    /// `-m physdev --physdev-in` (bridged ports); treated like the in-interface.
+    PhysIn(Vec<String>),
+    PhysOut(Vec<String>),
+    Src(Vec<Net>),
+    Dst(Vec<Net>),
+    /// IP protocol numbers (`-p`, `meta l4proto`, and the protocol implied by `tcp dport`).
+    Proto(Vec<u8>),
+    Sport(Vec<PortRange>),
+    Dport(Vec<PortRange>),
+    /// Lower-case conntrack states: new, established, related, invalid, untracked.
+    CtState(Vec<String>),
+    /// Lower-case source MACs.
+    MacSrc(Vec<String>),
+    /// ICMP (or ICMPv6) type numbers, with an optional code.
+    IcmpType(Vec<(u8, Option<u8>)>),
+    /// The packet is IPv6 (true) or IPv4 (false): nft's implicit `meta nfproto` dependency.
+    Ipv6(bool),
+    /// Anything the model does not evaluate (`-m set`, `limit`, an `xt` match, ...), verbatim.
+    Unsupported(String),
+}
+
+/// One condition of a rule, possibly negated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    pub cond: Cond,
+    pub negated: bool,
+}
+
+impl Match {
+    pub fn new(cond: Cond) -> Self {
+        Match {
+            cond,
+            negated: false,
+        }
+    }
+    pub fn not(cond: Cond) -> Self {
+        Match {
+            cond,
+            negated: true,
+        }
+    }
+}
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Accept,
+    Drop,
+    /// REJECT, with its `--reject-with` / nft reject type when given.
+    Reject(String),
+    Return,
+    Jump(String),
+    Goto(String),
+    /// REDIRECT / nft `redirect`: to a local port (`None`: keep the destination port).
+    Redirect(Option<PortRange>),
+    /// DNAT / nft `dnat`.
+    Dnat {
+        addr: Option<IpAddr>,
+        port: Option<u16>,
+    },
+    /// A non-terminating action (LOG, MARK, CT, counter only): evaluation continues. Verbatim.
+    Continue(String),
+    /// Any other target, verbatim; evaluation cannot go past it when it matches.
+    Other(String),
+}
+
+impl Target {
+    pub fn is_drop(&self) -> bool {
+        matches!(self, Target::Drop | Target::Reject(_))
+    }
+    /// The chain a jump or goto leads to.
+    pub fn chain(&self) -> Option<&str> {
+        match self {
+            Target::Jump(c) | Target::Goto(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// One rule: its matches, target, counters and text for evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub target: Target,
+    /// `None` when the rule has no counter (nft rules without `counter`).
+    pub counters: Option<Counters>,
+    pub comment: Option<String>,
+    /// The rule as the tool prints it: the iptables-save line without counters
+    /// (`-A CHAIN ...`), or an nft rendering (`oifname "tap1" jump x # handle 7`).
+    pub text: String,
+}
+
+impl Rule {
+    /// The text with counters in front, as `iptables-save -c` prints it.
+    pub fn display(&self) -> String {
+        match self.counters {
+            Some(c) => format!("{c} {}", self.text),
+            None => self.text.clone(),
+        }
+    }
+    /// Interface names this rule requires, by direction: `(in, out)`. Only un-negated
+    /// interface conditions count (physdev included).
+    pub fn ifaces(&self) -> (Vec<&str>, Vec<&str>) {
+        let mut i = Vec::new();
+        let mut o = Vec::new();
+        for m in &self.matches {
+            if m.negated {
+                continue;
+            }
+            match &m.cond {
+                Cond::InIface(v) | Cond::PhysIn(v) => i.extend(v.iter().map(String::as_str)),
+                Cond::OutIface(v) | Cond::PhysOut(v) => o.extend(v.iter().map(String::as_str)),
+                _ => {}
+            }
+        }
+        (i, o)
+    }
+}
+
+/// Base-chain attachment: netfilter hook, chain type and priority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// prerouting, input, forward, output, postrouting (nft: also ingress, egress).
+    pub hook: String,
+    /// filter, nat or route.
+    pub kind: String,
+    pub priority: i32,
+}
+
+/// Default verdict of a base chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+/// A chain; `hook` is set for base chains (iptables builtins, nft chains with a hook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    pub hook: Option<Hook>,
+    pub policy: Option<Policy>,
+    pub rules: Vec<Rule>,
+}
+
+/// A table as one backend shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub backend: Backend,
+    pub family: Family,
+    pub name: String,
+    pub chains: Vec<Chain>,
+}
+
+impl Table {
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+    pub fn chain_index(&self, name: &str) -> Option<usize> {
+        self.chains.iter().position(|c| c.name == name)
+    }
+    /// `iptables-nft ip filter`, `nft inet vmsg`.
+    pub fn label(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.backend.as_str(),
+            self.family.as_str(),
+            self.name
+        )
+    }
+}
+
+/// How one command went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceReport {
+    /// The command line, e.g. `iptables-save -c`.
+    pub command: String,
+    pub elapsed: Duration,
+    /// Why it gave nothing usable; `None` when it worked.
+    pub error: Option<String>,
+    /// Tables it contributed (after dropping nft tables already read through iptables-save).
+    pub tables: usize,
+}
+
+/// Everything read from the firewall.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FirewallFacts {
+    pub tables: Vec<Table>,
+    pub sources: Vec<SourceReport>,
+}
+
+impl FirewallFacts {
+    /// Sources that failed.
+    pub fn errors(&self) -> Vec<&SourceReport> {
+        self.sources.iter().filter(|s| s.error.is_some()).collect()
+    }
+    /// One line per failed source: `iptables-save -c: not installed ...`.
+    pub fn error_lines(&self) -> Vec<String> {
+        self.errors()
+            .iter()
+            .map(|s| format!("{}: {}", s.command, s.error.as_deref().unwrap_or("")))
+            .collect()
+    }
+    /// True when no source gave anything (every command failed or none ran).
+    pub fn unreadable(&self) -> bool {
+        self.tables.is_empty() && self.sources.iter().all(|s| s.error.is_some())
+    }
+    /// Tables that IPv4 (`v6 == false`) or IPv6 packets traverse.
+    pub fn tables_for(&self, v6: bool) -> impl Iterator<Item = &Table> {
+        self.tables.iter().filter(move |t| t.family.carries(v6))
+    }
+
+    /// Build facts from raw outputs (the pure half of [`collect`]): iptables-save texts with
+    /// their backend and family, and the `nft -j` JSON. nft tables already covered by an
+    /// iptables-nft save are skipped so that nothing is counted twice.
+    pub fn from_outputs(
+        saves: Vec<(SourceReport, Backend, Family, Result<String, String>)>,
+        nft_json: Option<(SourceReport, Result<String, String>)>,
+    ) -> FirewallFacts {
+        let mut facts = FirewallFacts::default();
+        let mut covered: HashSet<(Family, String)> = HashSet::new();
+        for (mut rep, backend, family, out) in saves {
+            match out {
+                Ok(text) => {
+                    let backend = iptables::detect_backend(&text).unwrap_or(backend);
+                    let tables = iptables::parse_save(&text, backend, family.clone());
+                    if backend == Backend::IptablesNft {
+                        for t in &tables {
+                            covered.insert((t.family.clone(), t.name.clone()));
+                        }
+                    }
+                    rep.tables = tables.len();
+                    facts.tables.extend(tables);
+                }
+                Err(e) => rep.error = Some(e),
+            }
+            facts.sources.push(rep);
+        }
+        if let Some((mut rep, out)) = nft_json {
+            match out.and_then(|text| nft::parse_json(&text)) {
+                Ok(tables) => {
+                    let keep: Vec<Table> = tables
+                        .into_iter()
+                        .filter(|t| !covered.contains(&(t.family.clone(), t.name.clone())))
+                        .collect();
+                    rep.tables = keep.len();
+                    facts.tables.extend(keep);
+                }
+                Err(e) => rep.error = Some(e),
+            }
+            facts.sources.push(rep);
+        }
+        facts
+    }
+}
+
+/// Default time limit for one command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Read every firewall source of this network namespace (see the module doc).
+pub fn collect() -> FirewallFacts {
+    collect_with(COMMAND_TIMEOUT)
+}
+
+/// [`collect`] with an explicit per-command timeout.
+pub fn collect_with(timeout: Duration) -> FirewallFacts {
+    struct Job {
+        argv: Vec<String>,
+        backend: Backend,
+        family: Family,
+        missing: Option<String>,
+    }
+    let mut jobs: Vec<Job> = Vec::new();
+    let default_save = find_bin("iptables-save");
+    let default_is_legacy = default_save
+        .as_ref()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.to_string_lossy().contains("legacy"))
+        .unwrap_or(false);
+    let default_backend = if default_is_legacy {
+        Backend::IptablesLegacy
+    } else {
+        Backend::IptablesNft
+    };
+    for (bin, family) in [
+        ("iptables-save", Family::Ip),
+        ("ip6tables-save", Family::Ip6),
+    ] {
+        jobs.push(job_for(bin, default_backend, family));
+    }
+    if !default_is_legacy {
+        for (bin, names, family) in [
+            ("iptables-legacy-save", "ip_tables_names", Family::Ip),
+            ("ip6tables-legacy-save", "ip6_tables_names", Family::Ip6),
+        ] {
+            if legacy_tables_present(names) && find_bin(bin).is_some() {
+                jobs.push(job_for(bin, Backend::IptablesLegacy, family));
+            }
+        }
+    }
+    fn job_for(bin: &str, backend: Backend, family: Family) -> Job {
+        match find_bin(bin) {
+            Some(p) => Job {
+                argv: vec![p.to_string_lossy().into_owned(), "-c".into()],
+                backend,
+                family,
+                missing: None,
+            },
+            None => Job {
+                argv: vec![bin.to_string(), "-c".into()],
+                backend,
+                family,
+                missing: Some(not_installed(bin, "iptables")),
+            },
+        }
+    }
+    let nft_argv: Result<Vec<String>, String> = match find_bin("nft") {
+        Some(p) => Ok(vec![
+            p.to_string_lossy().into_owned(),
+            "-j".into(),
+            "list".into(),
+            "ruleset".into(),
+        ]),
+        None => Err(not_installed("nft", "nftables")),
+    };
+
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|j| {
+                s.spawn(move || match &j.missing {
+                    Some(e) => (Duration::ZERO, Err(e.clone())),
+                    None => run_command(&j.argv, timeout),
+                })
+            })
+            .collect();
+        let nft_handle = nft_argv.as_ref().ok().map(|argv| {
+            let argv = argv.clone();
+            s.spawn(move || run_command(&argv, timeout))
+        });
+        let mut saves = Vec::new();
+        for (j, h) in jobs.iter().zip(handles) {
+            let (elapsed, out) = h
+                .join()
+                .unwrap_or_else(|_| (Duration::ZERO, Err("collector thread panicked".into())));
+            let rep = SourceReport {
+                command: display_cmd(&j.argv),
+                elapsed,
+                error: None,
+                tables: 0,
+            };
+            saves.push((rep, j.backend, j.family.clone(), out));
+        }
+        let nft = match (nft_handle, &nft_argv) {
+            (Some(h), Ok(argv)) => {
+                let (elapsed, out) = h
+                    .join()
+                    .unwrap_or_else(|_| (Duration::ZERO, Err("collector thread panicked".into())));
+                let rep = SourceReport {
+                    command: display_cmd(argv),
+                    elapsed,
+                    error: None,
+                    tables: 0,
+                };
+                Some((rep, out))
+            }
+            (_, Err(e)) => Some((
+                SourceReport {
+                    command: "nft -j list ruleset".into(),
+                    elapsed: Duration::ZERO,
+                    error: None,
+                    tables: 0,
+                },
+                Err(e.clone()),
+            )),
+            (None, Ok(_)) => None,
+        };
+        FirewallFacts::from_outputs(saves, nft)
+    })
+}
+
+fn not_installed(bin: &str, package: &str) -> String {
+    format!("{bin} not found in PATH, /usr/sbin or /sbin: install the {package} package")
+}
+
+fn display_cmd(argv: &[String]) -> String {
+    let mut v: Vec<String> = argv.to_vec();
+    if let Some(first) = v.first_mut() {
+        if let Some(base) = Path::new(first.as_str()).file_name() {
+            *first = base.to_string_lossy().into_owned();
+        }
+    }
+    v.join(" ")
+}
+
+/// Legacy (x_tables) tables exist in this netns when the kernel lists some.
+fn legacy_tables_present(names_file: &str) -> bool {
+    ["/proc/thread-self/net/", "/proc/self/net/"]
+        .iter()
+        .find_map(|d| std::fs::read_to_string(format!("{d}{names_file}")).ok())
+        .map(|s| !s.trim().is_empty())
+        .unwrap_or(false)
+}
+
+/// Locate a binary in PATH, then in the sbin directories (often missing from users' PATH).
+pub fn find_bin(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    for d in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin"] {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| {
+        std::fs::metadata(p)
+            .map(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// Run a command with a time limit; stdout on success, else an error naming the command, its
+/// exit status and its first stderr line. The child is killed (by its pid) when it overruns.
+pub fn run_command(argv: &[String], timeout: Duration) -> (Duration, Result<String, String>) {
+    let start = Instant::now();
+    let r = run_command_inner(argv, timeout);
+    (start.elapsed(), r)
+}
+
+fn run_command_inner(argv: &[String], timeout: Duration) -> Result<String, String> {
+    let shown = display_cmd(argv);
+    let Some((prog, args)) = argv.split_first() else {
+        return Err("empty command".into());
+    };
+    let mut child = Command::new(prog)
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{shown}: not installed ({e})"),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("{shown}: permission denied ({e}): run vmpath as root")
+            }
+            _ => format!("{shown}: could not start: {e}"),
+        })?;
+    let deadline = Instant::now() + timeout;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let read = read_both(&mut child, &mut out, &mut err, deadline);
+    // Reap within the deadline; kill by pid when it overruns.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if Instant::now() < deadline && read.is_ok() => {
+                std::thread::sleep(Duration::from_micros(200))
+            }
+            Ok(None) => {
+                // Child::kill sends SIGKILL to this child's pid only.
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Err(e) => return Err(format!("{shown}: waiting for it failed: {e}")),
+        }
+    };
+    let Some(status) = status else {
+        return Err(format!(
+            "{shown}: no answer within {} ms (killed): is another firewall tool holding the lock?",
+            timeout.as_millis()
+        ));
+    };
+    let stderr = String::from_utf8_lossy(&err);
+    if !status.success() {
+        let first = stderr
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("no error message");
+        let hint = if first.contains("ermission denied")
+            || first.contains("Operation not permitted")
+            || first.contains("must be root")
+        {
+            ": run vmpath as root"
+        } else {
+            ""
+        };
+        return Err(format!("{shown} failed ({status}): {first}{hint}"));
+    }
+    String::from_utf8(out).map_err(|_| format!("{shown}: output is not UTF-8"))
+}
+
+/// Read stdout and stderr of a child until both close or the deadline passes (poll(2)).
+fn read_both(
+    child: &mut std::process::Child,
+    out: &mut Vec<u8>,
+    err: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<(), ()> {
+    use std::os::unix::io::AsRawFd;
+    let mut so = child.stdout.take();
+    let mut se = child.stderr.take();
+    let mut buf = [0u8; 65536];
+    while so.is_some() || se.is_some() {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(());
+        }
+        let ms = (deadline - now).as_millis().clamp(1, i32::MAX as u128) as i32;
+        let mut fds = Vec::with_capacity(2);
+        if let Some(s) = &so {
+            fds.push(libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if let Some(s) = &se {
+            fds.push(libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: fds points to a live array of fds.len() pollfd structs owned by this frame.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(());
+        }
+        for f in fds.iter().filter(|f| f.revents != 0) {
+            let is_out = so.as_ref().map(|s| s.as_raw_fd()) == Some(f.fd);
+            let r = if is_out {
+                so.as_mut().map(|s| s.read(&mut buf))
+            } else {
+                se.as_mut().map(|s| s.read(&mut buf))
+            };
+            match r {
+                Some(Ok(0)) | Some(Err(_)) | None => {
+                    if is_out {
+                        so = None;
+                    } else {
+                        se = None;
+                    }
+                }
+                Some(Ok(k)) => {
+                    if is_out {
+                        out.extend_from_slice(&buf[..k]);
+                    } else {
+                        err.extend_from_slice(&buf[..k]);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nets_and_ports() {
+        let n = Net::parse("198.51.100.0/24").unwrap();
+        assert!(n.contains(&"198.51.100.11".parse().unwrap()));
+        assert!(!n.contains(&"198.51.101.11".parse().unwrap()));
+        assert!(!n.contains(&"2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            Net::parse("192.0.2.0/255.255.255.0").unwrap(),
+            Net::parse("192.0.2.0/24").unwrap()
+        );
+        assert_eq!(Net::parse("2001:db8::1").unwrap().len, 128);
+        assert!(Net::parse("0.0.0.0/0").unwrap().is_any());
+        assert!(Net::parse("192.0.2.0/33").is_none());
+        assert_eq!(PortRange::parse("1024:65535").unwrap().lo, 1024);
+        assert_eq!(PortRange::parse("9697").unwrap(), PortRange::one(9697));
+        assert_eq!(PortRange::parse("80-90").unwrap().hi, 90);
+    }
+
+    #[test]
+    fn nft_tables_of_iptables_nft_are_not_counted_twice() {
+        let save = include_str!("../../tests/fixtures/fw/ipt-healthy.save").to_string();
+        let json = include_str!("../../tests/fixtures/fw/ipt-healthy.nft.json").to_string();
+        let rep = |c: &str| SourceReport {
+            command: c.into(),
+            elapsed: Duration::ZERO,
+            error: None,
+            tables: 0,
+        };
+        let save6 = include_str!("../../tests/fixtures/fw/ip6t-healthy.save").to_string();
+        let facts = FirewallFacts::from_outputs(
+            vec![
+                (
+                    rep("iptables-save -c"),
+                    Backend::IptablesNft,
+                    Family::Ip,
+                    Ok(save.clone()),
+                ),
+                (
+                    rep("ip6tables-save -c"),
+                    Backend::IptablesNft,
+                    Family::Ip6,
+                    Ok(save6),
+                ),
+            ],
+            Some((rep("nft -j list ruleset"), Ok(json.clone()))),
+        );
+        let labels: Vec<String> = facts.tables.iter().map(Table::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "iptables-nft ip filter",
+                "iptables-nft ip nat",
+                "iptables-nft ip6 filter"
+            ]
+        );
+        assert_eq!(facts.sources[2].tables, 0);
+        // Without the ip6tables-save output, nft's view of that table is kept.
+        let facts = FirewallFacts::from_outputs(
+            vec![(
+                rep("iptables-save -c"),
+                Backend::IptablesNft,
+                Family::Ip,
+                Ok(save),
+            )],
+            Some((rep("nft -j list ruleset"), Ok(json))),
+        );
+        let labels: Vec<String> = facts.tables.iter().map(Table::label).collect();
+        assert_eq!(labels.last().map(String::as_str), Some("nft ip6 filter"));
+        assert!(facts.errors().is_empty());
+    }
+
+    #[test]
+    fn missing_and_failing_commands_become_errors() {
+        let (_, r) = run_command(&["/nonexistent/iptables-save".into()], COMMAND_TIMEOUT);
+        assert!(r.unwrap_err().contains("not installed"));
+        let (_, r) = run_command(
+            &[
+                "sh".into(),
+                "-c".into(),
+                "echo 'Permission denied (you must be root)' >&2; exit 4".into(),
+            ],
+            COMMAND_TIMEOUT,
+        );
+        let e = r.unwrap_err();
+        assert!(
+            e.contains("must be root") && e.contains("run vmpath as root"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_overrunning_command_is_killed() {
+        let t = Instant::now();
+        let (_, r) = run_command(&["sleep".into(), "5".into()], Duration::from_millis(100));
+        assert!(r.unwrap_err().contains("killed"));
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    /// Live smoke test against the real binaries. Run it as root inside a throw-away network
+    /// namespace that has rules loaded (tests/fixtures/fw/lab/capture.sh sets one up):
+    /// `unshare --net ... cargo test -- --ignored live_collect --nocapture`.
+    #[test]
+    #[ignore = "needs root and a lab network namespace with firewall rules"]
+    fn live_collect() {
+        let t = Instant::now();
+        let facts = collect();
+        let wall = t.elapsed();
+        for s in &facts.sources {
+            eprintln!(
+                "{:<28} {:>7.2} ms  tables={} error={:?}",
+                s.command,
+                s.elapsed.as_secs_f64() * 1e3,
+                s.tables,
+                s.error
+            );
+        }
+        eprintln!("collect() wall time: {:.2} ms", wall.as_secs_f64() * 1e3);
+        assert!(facts.errors().is_empty(), "{:?}", facts.error_lines());
+        assert!(!facts.tables.is_empty());
+        assert!(wall < Duration::from_millis(500), "{wall:?}");
+    }
+
+    #[test]
+    fn command_output_is_read_whole() {
+        let (_, r) = run_command(
+            &[
+                "sh".into(),
+                "-c".into(),
+                "seq 1 100000; echo done >&2".into(),
+            ],
+            COMMAND_TIMEOUT,
+        );
+        let out = r.unwrap();
+        assert_eq!(out.lines().count(), 100000);
+    }
+}

@@ -1,0 +1,663 @@
+//! Integration tests of `vmpath walk` against the built-in lab (lab/vmlab): real namespaces,
+//! veth taps, BIRD 2, FRR, dnsmasq, iptables and nftables. One lab per test binary, shared by all
+//! tests; tests that plant faults hold a lock so they never overlap.
+//!
+//! Uses an already running lab when VMPATH_LAB_DIR is set (left running afterwards); otherwise
+//! starts one and tears it down at exit. Outside CI, the tests skip (with a message) when not
+//! root or when a lab component is missing; with CI=true that is a failure.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const VM1: &str = "198.51.100.11";
+const VM1_PORT: &str = "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a51";
+const VM1_TAP: &str = "tap3f1c2a4e-5b";
+const VM2: &str = "198.51.100.12";
+const VM3: &str = "198.51.100.21";
+
+struct Lab {
+    dir: PathBuf,
+    lock: Mutex<()>,
+}
+
+static LAB: OnceLock<Result<Lab, String>> = OnceLock::new();
+static OWNED_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn vmlab() -> PathBuf {
+    root().join("lab/vmlab")
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+extern "C" fn teardown() {
+    if let Some(dir) = OWNED_DIR.get() {
+        let _ = Command::new(vmlab())
+            .arg("down")
+            .arg("--dir")
+            .arg(dir)
+            .output();
+    }
+}
+
+fn start() -> Result<Lab, String> {
+    if let Ok(dir) = std::env::var("VMPATH_LAB_DIR") {
+        return Ok(Lab {
+            dir: dir.into(),
+            lock: Mutex::new(()),
+        });
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err("the lab needs root (network namespaces, daemons)".into());
+    }
+    let dir = std::env::temp_dir().join(format!("vmpath-lab-{}", std::process::id()));
+    let _ = OWNED_DIR.set(dir.clone());
+    // SAFETY: registering a plain extern "C" function with no captured state.
+    unsafe {
+        libc::atexit(teardown);
+    }
+    let t = Instant::now();
+    let out = Command::new(vmlab())
+        .arg("up")
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .map_err(|e| format!("cannot run lab/vmlab: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "lab/vmlab up failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    eprintln!(
+        "lab up in {:.1} s at {}",
+        t.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(Lab {
+        dir,
+        lock: Mutex::new(()),
+    })
+}
+
+/// The lab and its lock, or None (skip) outside CI when it cannot run here.
+fn lab() -> Option<(&'static Lab, MutexGuard<'static, ()>)> {
+    match LAB.get_or_init(start) {
+        Ok(l) => Some((l, l.lock.lock().unwrap_or_else(|p| p.into_inner()))),
+        Err(e) if in_ci() => panic!("lab unavailable in CI: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED (not in CI): {e}");
+            None
+        }
+    }
+}
+
+impl Lab {
+    fn vmlab(&self, args: &[&str]) -> Output {
+        let out = Command::new(vmlab())
+            .arg(args[0])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&args[1..])
+            .output()
+            .expect("run lab/vmlab");
+        assert!(
+            out.status.success(),
+            "vmlab {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Run a command inside hypervisor `ns`.
+    fn exec(&self, ns: &str, cmd: &[&str]) -> Output {
+        Command::new(vmlab())
+            .arg("exec")
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--ns")
+            .arg(ns)
+            .args(cmd)
+            .output()
+            .expect("run lab/vmlab exec")
+    }
+
+    fn vmpath(&self, ns: &str, args: &[&str]) -> Output {
+        let bin = env!("CARGO_BIN_EXE_vmpath");
+        let mut cmd = vec![bin];
+        cmd.extend_from_slice(args);
+        self.exec(ns, &cmd)
+    }
+
+    /// `vmpath walk TARGET --json` in `ns`: (exit code, document).
+    fn walk(&self, ns: &str, target: &str, extra: &[&str]) -> (i32, Value) {
+        let mut args = vec!["walk", target, "--json"];
+        args.extend_from_slice(extra);
+        let out = self.vmpath(ns, &args);
+        let code = out.status.code().unwrap_or(-1);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "walk {target} in {ns}: bad JSON ({e}), exit {code}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (code, doc)
+    }
+
+    fn with_fault<F: FnOnce()>(&self, name: &str, f: F) {
+        self.vmlab(&["fault", name]);
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        self.vmlab(&["clear", name]);
+        if let Err(p) = res {
+            std::panic::resume_unwind(p);
+        }
+    }
+}
+
+fn checks(doc: &Value) -> &Vec<Value> {
+    doc["checks"].as_array().expect("checks array")
+}
+
+/// Checks that are not ok, as "id" or "id subject".
+fn not_ok(doc: &Value) -> Vec<(String, String)> {
+    checks(doc)
+        .iter()
+        .filter(|c| c["status"] != "ok")
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or("?").to_string(),
+                c["status"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn describe(doc: &Value) -> String {
+    checks(doc)
+        .iter()
+        .filter(|c| c["status"] != "ok")
+        .map(|c| {
+            format!(
+                "{} {} {}: {} | {}",
+                c["status"], c["id"], c["subject"], c["summary"], c["evidence"]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Assert the failing checks: every id in `must` fails, every other non-ok check is in `may`.
+fn assert_fails(doc: &Value, must: &[&str], may: &[&str]) {
+    let bad = not_ok(doc);
+    let ids: BTreeSet<&str> = bad.iter().map(|(i, _)| i.as_str()).collect();
+    for m in must {
+        assert!(
+            bad.iter()
+                .any(|(i, s)| i == m && (s == "fail" || s == "warn")),
+            "expected {m} to fail; not ok:\n{}",
+            describe(doc)
+        );
+    }
+    for i in &ids {
+        assert!(
+            must.contains(i) || may.contains(i),
+            "unexpected non-ok check {i}:\n{}",
+            describe(doc)
+        );
+    }
+    // Every check that is not ok carries a fix.
+    for c in checks(doc).iter().filter(|c| c["status"] != "ok") {
+        assert!(
+            c["fix"].as_str().is_some_and(|f| !f.is_empty()),
+            "no fix: {c}"
+        );
+    }
+}
+
+fn check<'a>(doc: &'a Value, id: &str) -> Vec<&'a Value> {
+    checks(doc).iter().filter(|c| c["id"] == id).collect()
+}
+
+#[test]
+fn healthy_lab_is_all_ok_on_bird_and_frr_hosts() {
+    let Some((lab, _g)) = lab() else { return };
+    for (ns, vm) in [
+        ("hv1", VM1),
+        ("hv1", VM2),
+        ("hv2", VM3),
+        ("hv2", "198.51.100.22"),
+    ] {
+        let (code, doc) = lab.walk(ns, vm, &[]);
+        assert_eq!(code, 0, "{ns} {vm}:\n{}", describe(&doc));
+        assert_eq!(doc["verdict"], "ok");
+        // every hop is present, BGP with both peers
+        for id in [
+            "tap.exists",
+            "tap.gateway",
+            "tap.proxy_arp",
+            "route.host",
+            "route.lookup",
+            "sg.chains",
+            "dhcp.host",
+            "metadata.proxy",
+            "bgp.rib",
+            "bgp.session",
+            "bgp.export",
+        ] {
+            assert!(!check(&doc, id).is_empty(), "{ns} {vm}: no {id}");
+        }
+        assert!(
+            check(&doc, "bgp.session").len() >= 2,
+            "{ns}: fewer than 2 peers"
+        );
+        let ids: Vec<&str> = vmpath::check::CATALOGUE.iter().map(|(i, _)| *i).collect();
+        for c in checks(&doc) {
+            assert!(
+                ids.contains(&c["id"].as_str().unwrap_or("")),
+                "{c} not in the catalogue"
+            );
+            for k in ["id", "hop", "status", "summary", "evidence"] {
+                assert!(c.get(k).is_some(), "{c} lacks {k}");
+            }
+        }
+    }
+    // The speaker is the right daemon on each host.
+    let (_, d1) = lab.walk("hv1", VM1, &[]);
+    assert!(check(&d1, "bgp.daemon")[0]["summary"]
+        .as_str()
+        .unwrap_or("")
+        .contains("BIRD"));
+    let (_, d2) = lab.walk("hv2", VM3, &[]);
+    assert!(check(&d2, "bgp.daemon")[0]["summary"]
+        .as_str()
+        .unwrap_or("")
+        .contains("FRR"));
+}
+
+#[test]
+fn every_target_form_finds_the_same_port() {
+    let Some((lab, _g)) = lab() else { return };
+    for t in [
+        VM1,
+        "2001:db8:100::11",
+        VM1_PORT,
+        "3f1c2a4e-5b",
+        VM1_TAP,
+        "fa:16:3e:00:00:01",
+    ] {
+        let (code, doc) = lab.walk("hv1", t, &[]);
+        assert_eq!(code, 0, "{t}: {}", describe(&doc));
+        assert_eq!(doc["port"]["tap"], VM1_TAP, "{t}");
+        assert_eq!(doc["port"]["port_id"], VM1_PORT, "{t}");
+        assert_eq!(doc["target"], t.to_ascii_lowercase());
+    }
+}
+
+/// (fault, hypervisor, target, must fail, may also fail)
+const FAULTS: &[(&str, &str, &str, &[&str], &[&str])] = &[
+    (
+        "tap-down",
+        "hv1",
+        VM1,
+        &["tap.state"],
+        &[
+            "route.host",
+            "route.lookup",
+            "bgp.rib",
+            "bgp.export",
+            "neigh.vm",
+            "metadata.proxy",
+            "tap.gateway",
+            "dhcp.host",
+        ],
+    ),
+    ("mtu", "hv1", VM1, &["tap.mtu"], &[]),
+    ("gw-missing", "hv1", VM1, &["tap.gateway"], &[]),
+    (
+        "gw-prefixroute",
+        "hv1",
+        VM1,
+        &["tap.gateway", "route.connected"],
+        &[],
+    ),
+    ("proxy-arp-off", "hv1", VM1, &["tap.proxy_arp"], &[]),
+    (
+        "route-missing",
+        "hv1",
+        VM1,
+        &["route.host", "route.lookup", "bgp.rib"],
+        &["bgp.export"],
+    ),
+    (
+        "route-wrong-tap",
+        "hv1",
+        VM1,
+        &["route.host", "route.lookup"],
+        &[],
+    ),
+    ("dhcp-missing", "hv1", VM1, &["dhcp.host"], &[]),
+    ("dhcp-wrong-mac", "hv1", VM1, &["dhcp.host"], &[]),
+    ("metadata-down", "hv1", VM1, &["metadata.proxy"], &[]),
+    ("export-filter", "hv1", VM1, &["bgp.export"], &[]),
+    ("export-filter-hv2", "hv2", VM3, &["bgp.export"], &[]),
+    ("bgp-down", "hv1", VM1, &["bgp.session", "bgp.export"], &[]),
+    (
+        "bgp-down-hv2",
+        "hv2",
+        VM3,
+        &["bgp.session", "bgp.export"],
+        &[],
+    ),
+    (
+        "sg-missing",
+        "hv1",
+        VM1,
+        &["sg.chains"],
+        &["metadata.proxy"],
+    ),
+    ("sg-drop", "hv1", VM1, &["sg.drops"], &[]),
+    ("sg-drop-hv2", "hv2", VM3, &["sg.drops"], &[]),
+];
+
+#[test]
+fn each_fault_fails_its_check_and_clearing_it_restores_ok() {
+    let Some((lab, _g)) = lab() else { return };
+    let mut failures = Vec::new();
+    for (fault, ns, vm, must, may) in FAULTS {
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lab.with_fault(fault, || {
+                let (code, doc) = lab.walk(ns, vm, &[]);
+                assert_fails(&doc, must, may);
+                let worst = if must
+                    .iter()
+                    .any(|m| check(&doc, m).iter().any(|c| c["status"] == "fail"))
+                {
+                    2
+                } else {
+                    1
+                };
+                assert_eq!(code, worst, "{fault}: exit code\n{}", describe(&doc));
+            });
+            let (code, doc) = lab.walk(ns, vm, &[]);
+            assert_eq!(code, 0, "after clearing {fault}:\n{}", describe(&doc));
+        }));
+        eprintln!(
+            "fault {fault:<18} {} in {:.1} s",
+            if r.is_ok() { "ok" } else { "FAILED" },
+            t.elapsed().as_secs_f64()
+        );
+        if let Err(p) = r {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failures.push(format!("{fault}: {msg}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} fault(s) misdiagnosed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn fault_details_name_the_culprit() {
+    let Some((lab, _g)) = lab() else { return };
+    lab.with_fault("route-wrong-tap", || {
+        let (_, doc) = lab.walk("hv1", VM1, &[]);
+        let rh = check(&doc, "route.host");
+        assert!(
+            rh.iter().any(|c| c["summary"]
+                .as_str()
+                .unwrap_or("")
+                .contains("tap7a2b3c4d-1e")),
+            "{rh:?}"
+        );
+        // the VM that received the stray /32 sees it as foreign
+        let (_, doc2) = lab.walk("hv1", VM2, &[]);
+        assert!(
+            check(&doc2, "route.foreign")
+                .iter()
+                .any(|c| c["status"] == "warn"),
+            "{}",
+            describe(&doc2)
+        );
+    });
+    lab.with_fault("export-filter", || {
+        let (_, doc) = lab.walk("hv1", VM1, &[]);
+        let bad: Vec<_> = check(&doc, "bgp.export")
+            .into_iter()
+            .filter(|c| c["status"] == "fail")
+            .collect();
+        assert_eq!(bad.len(), 1, "{}", describe(&doc));
+        assert!(
+            bad[0]["subject"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("tor1 "),
+            "{}",
+            bad[0]
+        );
+        assert!(
+            bad[0]["summary"].as_str().unwrap_or("").contains("filter"),
+            "{}",
+            bad[0]
+        );
+    });
+    lab.with_fault("export-filter-hv2", || {
+        let (_, doc) = lab.walk("hv2", VM3, &[]);
+        let bad: Vec<_> = check(&doc, "bgp.export")
+            .into_iter()
+            .filter(|c| c["status"] == "fail")
+            .collect();
+        assert_eq!(bad.len(), 1, "{}", describe(&doc));
+        assert!(
+            bad[0]["summary"]
+                .as_str()
+                .unwrap_or("")
+                .contains("route-map"),
+            "{}",
+            bad[0]
+        );
+    });
+    lab.with_fault("sg-drop", || {
+        let (_, doc) = lab.walk("hv1", VM1, &[]);
+        let d = &check(&doc, "sg.drops")[0];
+        assert_eq!(d["status"], "warn");
+        assert!(
+            d["summary"].as_str().unwrap_or("").contains("dport 22"),
+            "{d}"
+        );
+        // the flow is dropped; another port's flow is not
+        let (code, doc) = lab.walk("hv1", VM1, &["--flow", "tcp/22"]);
+        assert_eq!(code, 2, "{}", describe(&doc));
+        assert!(check(&doc, "sg.flow").iter().all(|c| c["status"] == "fail"));
+        let (code, doc) = lab.walk("hv1", VM2, &["--flow", "tcp/22"]);
+        assert_eq!(code, 0, "{}", describe(&doc));
+    });
+}
+
+#[test]
+fn flows_are_judged_against_the_real_rules() {
+    let Some((lab, _g)) = lab() else { return };
+    for (ns, vm) in [("hv1", VM1), ("hv2", VM3)] {
+        let (code, doc) = lab.walk(ns, vm, &["--flow", "tcp/22"]);
+        assert_eq!(code, 0, "{ns} tcp/22: {}", describe(&doc));
+        let (code, doc) = lab.walk(ns, vm, &["--flow", "tcp/80"]);
+        assert_eq!(
+            code,
+            2,
+            "{ns} tcp/80 should be dropped by the default rules: {}",
+            describe(&doc)
+        );
+        assert_fails(&doc, &["sg.flow"], &[]);
+    }
+}
+
+#[test]
+fn a_hung_daemon_is_unknown_within_the_timeout() {
+    let Some((lab, _g)) = lab() else { return };
+    // Freeze BIRD (SIGSTOP by its pid): its socket still accepts but never answers.
+    let pid = std::fs::read_to_string(lab.dir.join("run/bird-hv1.pid")).expect("bird pid file");
+    let pid = pid.trim();
+    let stop = |sig: &str| {
+        let out = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid)
+            .output()
+            .expect("kill");
+        assert!(out.status.success(), "kill -{sig} {pid}");
+    };
+    stop("STOP");
+    let t = Instant::now();
+    let res = std::panic::catch_unwind(|| lab.walk("hv1", VM1, &["--timeout", "400ms"]));
+    let took = t.elapsed();
+    stop("CONT");
+    let (code, doc) = res.expect("walk");
+    assert_eq!(code, 3, "{}", describe(&doc));
+    assert!(took < Duration::from_secs(3), "walk took {took:?}");
+    let bgp: Vec<_> = checks(&doc).iter().filter(|c| c["hop"] == "bgp").collect();
+    assert!(
+        !bgp.is_empty() && bgp.iter().all(|c| c["status"] == "unknown"),
+        "{bgp:?}"
+    );
+    assert!(check(&doc, "bgp.daemon")[0]["summary"]
+        .as_str()
+        .unwrap_or("")
+        .contains("answer"));
+    // every other check still ran
+    assert!(check(&doc, "dhcp.host")[0]["status"] == "ok");
+}
+
+#[test]
+fn bad_input_is_usage_error_and_non_root_is_exit_3() {
+    let Some((lab, _g)) = lab() else { return };
+    for bad in [
+        "198.51.100.300",
+        "fa:16:3e:00",
+        "3f1c2a4e-5b6d",
+        "not-a-target",
+    ] {
+        let out = lab.vmpath("hv1", &["walk", bad]);
+        assert_eq!(out.status.code(), Some(64), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(bad) && err.lines().count() == 1,
+            "{bad}: {err}"
+        );
+    }
+    // well-formed but not on this host
+    let out = lab.vmpath("hv1", &["walk", VM3]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(VM3));
+    let out = lab.vmpath("hv1", &["walk", VM1, "--flow", "tcp/99999"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = lab.vmpath("hv1", &["walk"]);
+    assert_eq!(out.status.code(), Some(64));
+    // not root: a clear message, exit 3, no panic
+    let bin = env!("CARGO_BIN_EXE_vmpath");
+    let out = lab.exec(
+        "hv1",
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            bin,
+            "walk",
+            VM1,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("root") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn walk_changes_nothing_on_the_host() {
+    let Some((lab, _g)) = lab() else { return };
+    let snap = || {
+        let mut s = String::new();
+        for cmd in [
+            &["ip", "-d", "link", "show"][..],
+            &["ip", "addr", "show"],
+            &["ip", "route", "show", "table", "all"],
+            &["ip", "-6", "route", "show", "table", "all"],
+            &["iptables-save"],
+            &["nft", "list", "ruleset"],
+            &["sysctl", "-a", "--pattern", "proxy|forwarding"],
+        ] {
+            let o = lab.exec("hv1", cmd);
+            s.push_str(&String::from_utf8_lossy(&o.stdout));
+        }
+        // counters move with traffic; strip them
+        s.lines()
+            .filter(|l| !l.contains("packets") && !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = snap();
+    for _ in 0..3 {
+        lab.walk("hv1", VM1, &["--flow", "tcp/22"]);
+    }
+    assert_eq!(before, snap());
+}
+
+#[test]
+fn human_output_is_plain_text_when_piped() {
+    let Some((lab, _g)) = lab() else { return };
+    let out = lab.vmpath("hv1", &["walk", VM1]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains('\u{1b}'), "ANSI escapes in piped output");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("verdict: OK")),
+        "{text}"
+    );
+    // path order: tap before route before sg before dhcp before metadata before bgp
+    let pos = |id: &str| {
+        lines
+            .iter()
+            .position(|l| l.split_whitespace().nth(1) == Some(id))
+            .unwrap_or_else(|| panic!("{id} missing:\n{text}"))
+    };
+    let order = [
+        "tap.exists",
+        "tap.gateway",
+        "tap.proxy_arp",
+        "route.host",
+        "neigh.vm",
+        "sg.chains",
+        "dhcp.host",
+        "metadata.proxy",
+        "bgp.rib",
+        "bgp.session",
+    ];
+    for w in order.windows(2) {
+        assert!(pos(w[0]) < pos(w[1]), "{} after {}", w[0], w[1]);
+    }
+}

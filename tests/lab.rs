@@ -307,8 +307,17 @@ fn every_target_form_finds_the_same_port() {
     }
 }
 
-/// (fault, hypervisor, target, must fail, may also fail)
-const FAULTS: &[(&str, &str, &str, &[&str], &[&str])] = &[
+/// A planted fault: its name, the hypervisor and VM to walk, the checks that must fail and the
+/// checks that may also fail as its direct consequence.
+type Fault = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+const FAULTS: &[Fault] = &[
     (
         "tap-down",
         "hv1",

@@ -151,17 +151,38 @@ impl DesiredSource for HostRecords<'_> {
                 }
             }
         }
-        // MAC: the flag, the DHCP record, else the VM's own neighbour entry on the tap.
-        if let Some(m) = &self.overrides.mac {
-            d.mac = Some(Sourced::new(m.clone(), "--mac flag"));
-        } else if let Some((_, h)) = entries.iter().find(|(_, h)| !h.macs.is_empty()) {
-            d.mac = Some(Sourced::new(
-                h.macs[0].clone(),
-                format!("DHCP host entry {}", h.source),
-            ));
-        } else if let Some(mac) = vm_neighbour_mac(host, &id.tap, &d.ip_list()) {
-            d.mac = Some(Sourced::new(mac, format!("neighbour entry on {}", id.tap)));
-        }
+        // MAC: the flag; else the DHCP record when it agrees with the tap (Nova gives the tap
+        // fe: + the VM MAC's last 5 octets); else the MAC the VM answers from. A record that
+        // contradicts the tap is the thing that is wrong, not the VM (dhcp.host says so).
+        let tap_suffix = host
+            .link(&id.tap)
+            .and_then(|l| l.mac.as_deref())
+            .filter(|m| m.starts_with("fe:"))
+            .map(|m| mac_suffix(m).to_string());
+        let agrees = |m: &str| tap_suffix.as_deref().is_none_or(|s| mac_suffix(m) == s);
+        let dhcp_mac = entries
+            .iter()
+            .find(|(_, h)| !h.macs.is_empty())
+            .map(|(_, h)| (h.macs[0].clone(), format!("DHCP host entry {}", h.source)));
+        let neigh_mac = vm_neighbour_mac(host, &id.tap, &d.ip_list())
+            .map(|m| (m, format!("neighbour entry on {}", id.tap)));
+        d.mac = if let Some(m) = &self.overrides.mac {
+            Some(Sourced::new(m.clone(), "--mac flag"))
+        } else {
+            let pick = match (&dhcp_mac, &neigh_mac) {
+                (Some(dm), _) if agrees(&dm.0) => Some(dm.clone()),
+                (Some(dm), Some(nm)) if agrees(&nm.0) => Some((
+                    nm.0.clone(),
+                    format!(
+                        "{} (the DHCP record's {} disagrees with the tap)",
+                        nm.1, dm.0
+                    ),
+                )),
+                (Some(dm), _) => Some(dm.clone()),
+                (None, nm) => nm.clone(),
+            };
+            pick.map(|(v, src)| Sourced::new(v, src))
+        };
         // MTU
         if let Some(m) = self.overrides.mtu {
             d.mtu = Some(Sourced::new(m, "--mtu flag"));

@@ -4,15 +4,14 @@
 set -euo pipefail
 n=$1 bin=$2 target=$3; shift 4
 here=$(dirname "$0")
-now() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 "$bin" walk "$target" >/dev/null || true   # warm the page cache
 bash "$here/baseline-walk.sh" "$@" || true
 v=() b=()
 for ((i = 0; i < n; i++)); do
-  t0=$(now); "$bin" walk "$target" >/dev/null || true; t1=$(now)
-  bash "$here/baseline-walk.sh" "$@"; t2=$(now)
-  v+=($(( (t1 - t0) / 1000 ))) b+=($(( (t2 - t1) / 1000 )))
+  t0=${EPOCHREALTIME/./}; "$bin" walk "$target" >/dev/null || true; t1=${EPOCHREALTIME/./}
+  bash "$here/baseline-walk.sh" "$@"; t2=${EPOCHREALTIME/./}
+  v+=($((t1 - t0))) b+=($((t2 - t1)))
 done
 vm=$(printf '%s\n' "${v[@]}" | median)
 bm=$(printf '%s\n' "${b[@]}" | median)

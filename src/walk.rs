@@ -72,6 +72,29 @@ impl WalkError {
     }
 }
 
+/// Phase timings on stderr when VMPATH_TIMINGS is set (diagnosing a slow walk in the field).
+struct Timer {
+    on: bool,
+    start: Instant,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Timer {
+            on: std::env::var_os("VMPATH_TIMINGS").is_some(),
+            start: Instant::now(),
+        }
+    }
+    fn mark(&self, what: &str) {
+        if self.on {
+            eprintln!(
+                "vmpath timing: {:>8.2} ms  {what}",
+                self.start.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
 pub fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
@@ -79,32 +102,38 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-/// Facts read once per walk.
+/// Facts read once per walk (the firewall is read concurrently; see [`run`]).
 struct Facts {
     net: HostNet,
-    fw: crate::collect::firewall::FirewallFacts,
     procs: ProcTable,
     dnsmasq: Vec<Dnsmasq>,
 }
 
-fn gather(opts: &WalkOptions, rt: &tokio::runtime::Runtime) -> Result<Facts, WalkError> {
+/// Links, addresses, routes, neighbours, processes and dnsmasq. The netlink connection is kept
+/// for the route lookups.
+fn gather(
+    opts: &WalkOptions,
+    rt: &tokio::runtime::Runtime,
+    tm: &Timer,
+) -> Result<(Facts, Netlink), WalkError> {
     let procs_thread = std::thread::spawn(ProcTable::scan);
-    let fw_timeout = opts.timeout;
-    let fw_thread = std::thread::spawn(move || crate::collect::firewall::collect_with(fw_timeout));
-    let net = rt
+    let (net, nl) = rt
         .block_on(async {
             let nl = Netlink::open()?;
-            nl.snapshot().await
+            let net = nl.snapshot().await?;
+            Ok::<_, crate::collect::netlink::NetlinkError>((net, nl))
         })
         .map_err(|e| {
             WalkError::unknown(format!(
                 "{e}: cannot read this host's interfaces and routes"
             ))
         })?;
+    tm.mark("netlink snapshot");
     let procs = procs_thread
         .join()
         .map_err(|_| WalkError::unknown("scanning /proc panicked"))?
         .map_err(|e| WalkError::unknown(format!("cannot scan /proc: {e}")))?;
+    tm.mark("process scan");
     let mut dnsmasq = dnsmasq::discover(&procs);
     if let Some(dir) = &opts.dhcp_hostsdir {
         // An explicit hosts dir wins over what the processes say.
@@ -120,15 +149,15 @@ fn gather(opts: &WalkOptions, rt: &tokio::runtime::Runtime) -> Result<Facts, Wal
             dnsmasq.push(dnsmasq::from_hostsdir(dir));
         }
     }
-    let fw = fw_thread
-        .join()
-        .map_err(|_| WalkError::unknown("reading the firewall rules panicked"))?;
-    Ok(Facts {
-        net,
-        fw,
-        procs,
-        dnsmasq,
-    })
+    tm.mark("dnsmasq");
+    Ok((
+        Facts {
+            net,
+            procs,
+            dnsmasq,
+        },
+        nl,
+    ))
 }
 
 fn sysctl_u32(path: String) -> Option<u32> {
@@ -148,18 +177,25 @@ fn tap_sysctls(tap: &str) -> host::TapSysctls {
 /// Run the walk.
 pub fn run(opts: &WalkOptions) -> Result<WalkReport, WalkError> {
     let started = Instant::now();
+    let tm = Timer::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| WalkError::unknown(format!("cannot start the async runtime: {e}")))?;
-    let facts = gather(opts, &rt)?;
+    tm.mark("runtime");
+    // The firewall tools are the slowest source (forks): start them first, join them last.
+    let fw_timeout = opts.timeout;
+    let fw_thread = std::thread::spawn(move || crate::collect::firewall::collect_with(fw_timeout));
+    let (facts, nl) = gather(opts, &rt, &tm)?;
     let id = port::resolve(&opts.target, &facts.net, &facts.dnsmasq).map_err(WalkError::usage)?;
     let source = HostRecords {
         dnsmasq: &facts.dnsmasq,
         overrides: &opts.overrides,
     };
     let want = source.desired(&id, &facts.net);
-    let checks = run_checks(opts, &rt, &facts, &id, &want);
+    tm.mark("resolved");
+    let checks = run_checks(opts, &rt, &nl, fw_thread, &facts, &id, &want, &tm);
+    tm.mark("checks done");
     let v = verdict(&checks);
     Ok(WalkReport {
         target: opts.target.to_string(),
@@ -178,12 +214,16 @@ pub fn run(opts: &WalkOptions) -> Result<WalkReport, WalkError> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_checks(
     opts: &WalkOptions,
     rt: &tokio::runtime::Runtime,
+    nl: &Netlink,
+    fw_thread: std::thread::JoinHandle<crate::collect::firewall::FirewallFacts>,
     facts: &Facts,
     id: &Identity,
     want: &Desired,
+    tm: &Timer,
 ) -> Vec<Check> {
     let ips = want.ip_list();
     let flow = opts
@@ -214,10 +254,8 @@ fn run_checks(
         .collect();
     let lookups: BTreeMap<IpAddr, Option<crate::collect::netlink::Route>> = rt.block_on(async {
         let mut m = BTreeMap::new();
-        if let Ok(nl) = Netlink::open() {
-            for ip in &ips {
-                m.insert(*ip, nl.route_get(*ip, None, None).await.ok().flatten());
-            }
+        for ip in &ips {
+            m.insert(*ip, nl.route_get(*ip, None, None).await.ok().flatten());
         }
         m
     });
@@ -232,6 +270,19 @@ fn run_checks(
     out.extend(host::proxy_checks(id, want, &hf));
     out.extend(host::route_checks(id, want, &hf));
     out.extend(host::neigh_checks(id, want, &hf));
+    tm.mark("host checks");
+    let fw = fw_thread.join().unwrap_or_else(|_| {
+        crate::collect::firewall::FirewallFacts::failed("the firewall reader panicked")
+    });
+    if tm.on {
+        for s in &fw.sources {
+            tm.mark(&format!(
+                "firewall: {} took {:.2} ms",
+                s.command,
+                s.elapsed.as_secs_f64() * 1e3
+            ));
+        }
+    }
     // Security group.
     let sg_port = check::sg::SgPort::new(
         &id.tap,
@@ -239,17 +290,21 @@ fn run_checks(
         &ips,
         want.mac.as_ref().map(|m| m.value.as_str()),
     );
-    out.extend(check::sg::checks(&facts.fw, &sg_port, flow.as_ref()));
+    out.extend(check::sg::checks(&fw, &sg_port, flow.as_ref()));
+    tm.mark("sg checks");
     out.push(dhcp::server_check(id, &facts.dnsmasq, &pid_alive));
     let macs = dhcp::MacEvidence::from_host(&facts.net, &id.tap, &ips, opts.overrides.mac.clone());
     out.push(dhcp::host_check(id, &facts.dnsmasq, &facts.net, &macs));
     // Metadata: from the VM's first IPv4 address (the metadata service is IPv4).
     if let Some(vm4) = ips.iter().find(|i| i.is_ipv4()) {
         let local = facts.net.local_addrs();
-        let ports = check::metadata::wanted_ports(&facts.fw, &local, &id.tap, *vm4);
-        let socks = crate::collect::sockets::collect_for_ports(Some(&ports));
+        let ports = check::metadata::wanted_ports(&fw, &local, &id.tap, *vm4);
+        tm.mark("metadata ports");
+        let pids: Vec<u32> = facts.procs.procs.iter().map(|p| p.pid).collect();
+        let socks = crate::collect::sockets::collect_among(Some(&ports), Some(&pids));
+        tm.mark("sockets");
         out.push(check::metadata::check_metadata(
-            &facts.fw,
+            &fw,
             &socks,
             &local,
             &id.tap,
@@ -257,6 +312,7 @@ fn run_checks(
             want.mac.as_ref().map(|m| m.value.as_str()),
         ));
     }
+    tm.mark("sg, dhcp, metadata checks");
     // BGP last: the RIB, then each peer.
     let pfx_names: Vec<String> = prefixes.iter().map(|(ip, l)| format!("{ip}/{l}")).collect();
     if bgp_threads.is_empty() {

@@ -447,6 +447,18 @@ pub struct FirewallFacts {
 }
 
 impl FirewallFacts {
+    /// Facts for a reader that could not run at all.
+    pub fn failed(reason: &str) -> FirewallFacts {
+        FirewallFacts {
+            tables: Vec::new(),
+            sources: vec![SourceReport {
+                command: "firewall reader".into(),
+                elapsed: Duration::ZERO,
+                error: Some(reason.to_string()),
+                tables: 0,
+            }],
+        }
+    }
     /// Sources that failed.
     pub fn errors(&self) -> Vec<&SourceReport> {
         self.sources.iter().filter(|s| s.error.is_some()).collect()
@@ -539,11 +551,27 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
     } else {
         Backend::IptablesNft
     };
-    for (bin, family) in [
-        ("iptables-save", Family::Ip),
-        ("ip6tables-save", Family::Ip6),
+    // Ask the kernel which nftables tables exist and fork only the tools that can show them;
+    // when the kernel can't be asked, run everything.
+    let listed_at = Instant::now();
+    let tables = super::nftables::list_tables(timeout)
+        .ok()
+        .map(|t| (t, listed_at.elapsed()));
+    let has = |f: u8| {
+        tables
+            .as_ref()
+            .is_none_or(|(t, _)| t.iter().any(|x| x.is_iptables() && x.family == f))
+    };
+    let want_nft = tables
+        .as_ref()
+        .is_none_or(|(t, _)| t.iter().any(|x| x.is_native_l3()));
+    for (bin, family, nf) in [
+        ("iptables-save", Family::Ip, super::nftables::IPV4),
+        ("ip6tables-save", Family::Ip6, super::nftables::IPV6),
     ] {
-        jobs.push(job_for(bin, default_backend, family));
+        if default_is_legacy || has(nf) {
+            jobs.push(job_for(bin, default_backend, family));
+        }
     }
     if !default_is_legacy {
         for (bin, names, family) in [
@@ -591,7 +619,7 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
                 })
             })
             .collect();
-        let nft_handle = nft_argv.as_ref().ok().map(|argv| {
+        let nft_handle = nft_argv.as_ref().ok().filter(|_| want_nft).map(|argv| {
             let argv = argv.clone();
             s.spawn(move || run_command(&argv, timeout))
         });
@@ -621,7 +649,7 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
                 };
                 Some((rep, out))
             }
-            (_, Err(e)) => Some((
+            (_, Err(e)) if want_nft => Some((
                 SourceReport {
                     command: "nft -j list ruleset".into(),
                     elapsed: Duration::ZERO,
@@ -630,9 +658,22 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
                 },
                 Err(e.clone()),
             )),
-            (None, Ok(_)) => None,
+            _ => None,
         };
-        FirewallFacts::from_outputs(saves, nft)
+        let mut facts = FirewallFacts::from_outputs(saves, nft);
+        if let Some((t, elapsed)) = &tables {
+            // The kernel's table list is itself a source: "no tables" is a reading, not a failure.
+            facts.sources.insert(
+                0,
+                SourceReport {
+                    command: "nftables table list (netlink)".into(),
+                    elapsed: *elapsed,
+                    error: None,
+                    tables: t.len(),
+                },
+            );
+        }
+        facts
     })
 }
 

@@ -7,5 +7,6 @@ pub mod dnsmasq;
 pub mod firewall;
 pub mod frr;
 pub mod netlink;
+pub mod nftables;
 pub mod procs;
 pub mod sockets;

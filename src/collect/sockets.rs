@@ -61,11 +61,17 @@ pub fn collect() -> Result<Vec<Listener>, String> {
 /// which keeps the /proc scan short. Error when neither netlink nor `/proc/.../net/tcp` can be
 /// read.
 pub fn collect_for_ports(ports: Option<&[u16]>) -> Result<Vec<Listener>, String> {
+    collect_among(ports, None)
+}
+
+/// [`collect_for_ports`], looking for owners only among `pids` (the processes already known to
+/// share this network namespace) when given.
+pub fn collect_among(ports: Option<&[u16]>, pids: Option<&[u32]>) -> Result<Vec<Listener>, String> {
     let mut all = match sock_diag_listeners() {
         Ok(l) => l,
         Err(_) => proc_listeners()?,
     };
-    resolve_owners(&mut all, Path::new("/proc"), ports);
+    resolve_owners(&mut all, Path::new("/proc"), ports, pids);
     Ok(all)
 }
 
@@ -307,7 +313,12 @@ pub fn sock_diag_listeners() -> Result<Vec<Listener>, String> {
 /// the uid of one of the wanted sockets are looked into (a listening socket belongs to the
 /// netns it was created in and, nearly always, to a process of that uid), which keeps the scan
 /// short on hypervisors with many qemu processes.
-pub fn resolve_owners(listeners: &mut [Listener], proc_root: &Path, ports: Option<&[u16]>) {
+pub fn resolve_owners(
+    listeners: &mut [Listener],
+    proc_root: &Path,
+    ports: Option<&[u16]>,
+    pids: Option<&[u32]>,
+) {
     let wanted: Vec<&Listener> = listeners
         .iter()
         .filter(|l| l.inode != 0 && ports.is_none_or(|p| p.contains(&l.port)))
@@ -321,22 +332,29 @@ pub fn resolve_owners(listeners: &mut [Listener], proc_root: &Path, ports: Optio
     let own_ns = fs::metadata("/proc/thread-self/ns/net")
         .map(|m| m.ino())
         .ok();
-    let Ok(dir) = fs::read_dir(proc_root) else {
-        return;
+    let candidates: Vec<u32> = match pids {
+        Some(p) => p.to_vec(),
+        None => {
+            let Ok(dir) = fs::read_dir(proc_root) else {
+                return;
+            };
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+                .collect()
+        }
     };
-    'procs: for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let pdir = entry.path();
+    'procs: for pid in candidates {
+        let pdir = proc_root.join(pid.to_string());
         match fs::metadata(&pdir) {
             Ok(m) if uids.contains(&m.uid()) => {}
             _ => continue,
         }
-        if let (Some(own), Ok(m)) = (own_ns, fs::metadata(pdir.join("ns/net"))) {
-            if m.ino() != own {
-                continue;
+        // A process whose namespace can't be read is not known to be ours: skip it (as the
+        // process table does), rather than walking its descriptors.
+        if let Some(own) = own_ns {
+            match fs::metadata(pdir.join("ns/net")) {
+                Ok(m) if m.ino() == own => {}
+                _ => continue,
             }
         }
         let Ok(fds) = fs::read_dir(pdir.join("fd")) else {

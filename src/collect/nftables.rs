@@ -1,0 +1,225 @@
+//! Which nftables tables exist in this network namespace, asked of the kernel directly (one
+//! NFT_MSG_GETTABLE dump over NETLINK_NETFILTER, no fork). The firewall collector uses it to run
+//! only the tools that can show something: `iptables-save` when iptables-nft tables exist,
+//! `nft -j list ruleset` when native tables do. Forking `nft` costs ~10 ms; this costs ~0.1 ms.
+
+use std::io;
+use std::time::Duration;
+
+/// nftables families (NFPROTO_*).
+pub const INET: u8 = 1;
+pub const IPV4: u8 = 2;
+pub const ARP: u8 = 3;
+pub const NETDEV: u8 = 5;
+pub const BRIDGE: u8 = 7;
+pub const IPV6: u8 = 10;
+
+/// Tables iptables-nft creates (in families ip and ip6).
+pub const IPTABLES_NAMES: &[&str] = &["filter", "nat", "mangle", "raw", "security"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftTable {
+    pub family: u8,
+    pub name: String,
+}
+
+impl NftTable {
+    /// A table iptables-nft manages (shown by iptables-save / ip6tables-save).
+    pub fn is_iptables(&self) -> bool {
+        (self.family == IPV4 || self.family == IPV6) && IPTABLES_NAMES.contains(&self.name.as_str())
+    }
+    /// A native table that can filter routed VM traffic (ip, ip6, inet, netdev families).
+    pub fn is_native_l3(&self) -> bool {
+        !self.is_iptables() && matches!(self.family, INET | IPV4 | IPV6 | NETDEV)
+    }
+}
+
+const NETLINK_NETFILTER: i32 = 12;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFTA_TABLE_NAME: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+
+/// Parse one buffer of netlink messages. Returns the tables found and whether the dump ended.
+pub fn parse_dump(buf: &[u8], out: &mut Vec<NftTable>) -> io::Result<bool> {
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+        let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+        if len < 16 || off + len > buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "truncated netlink message",
+            ));
+        }
+        let msg = &buf[off..off + len];
+        match kind {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => {
+                let code = msg
+                    .get(16..20)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0);
+                if code != 0 {
+                    return Err(io::Error::from_raw_os_error(-code));
+                }
+                return Ok(true);
+            }
+            k if k == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE && len >= 20 => {
+                let family = msg[16];
+                let mut a = 20;
+                while a + 4 <= msg.len() {
+                    let alen = u16::from_ne_bytes([msg[a], msg[a + 1]]) as usize;
+                    let atype = u16::from_ne_bytes([msg[a + 2], msg[a + 3]]) & 0x3fff;
+                    if alen < 4 || a + alen > msg.len() {
+                        break;
+                    }
+                    if atype == NFTA_TABLE_NAME {
+                        let raw = &msg[a + 4..a + alen];
+                        let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+                        out.push(NftTable {
+                            family,
+                            name: String::from_utf8_lossy(&raw[..end]).into_owned(),
+                        });
+                    }
+                    a += (alen + 3) & !3;
+                }
+            }
+            _ => {}
+        }
+        off += (len + 3) & !3;
+    }
+    Ok(false)
+}
+
+/// List the tables of this network namespace. Needs CAP_NET_ADMIN.
+pub fn list_tables(timeout: Duration) -> io::Result<Vec<NftTable>> {
+    // SAFETY: plain socket syscalls on a descriptor we own and close below; buffers are sized.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            NETLINK_NETFILTER,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let close = |e: io::Error| {
+            libc::close(fd);
+            Err(e)
+        };
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+        let mut req = [0u8; 20];
+        req[0..4].copy_from_slice(&20u32.to_ne_bytes());
+        req[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE).to_ne_bytes());
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+        req[6..8].copy_from_slice(&flags.to_ne_bytes());
+        req[8..12].copy_from_slice(&1u32.to_ne_bytes()); // seq
+                                                         // nfgenmsg: family AF_UNSPEC (all), version 0, res_id 0
+        let mut sa: libc::sockaddr_nl = std::mem::zeroed();
+        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        let sent = libc::sendto(
+            fd,
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&sa as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        );
+        if sent < 0 {
+            return close(io::Error::last_os_error());
+        }
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..4096 {
+            let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n < 0 {
+                return close(io::Error::last_os_error());
+            }
+            let n = n as usize;
+            match parse_dump(&buf[..n], &mut out) {
+                Ok(true) => {
+                    libc::close(fd);
+                    return Ok(out);
+                }
+                Ok(false) if n == 0 => break,
+                Ok(false) => {}
+                Err(e) => return close(e),
+            }
+        }
+        close(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "nftables table dump did not end",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(kind: u16, family: u8, name: &str) -> Vec<u8> {
+        let mut attr = Vec::new();
+        let alen = 4 + name.len() + 1;
+        attr.extend_from_slice(&(alen as u16).to_ne_bytes());
+        attr.extend_from_slice(&NFTA_TABLE_NAME.to_ne_bytes());
+        attr.extend_from_slice(name.as_bytes());
+        attr.push(0);
+        while attr.len() % 4 != 0 {
+            attr.push(0);
+        }
+        let len = 16 + 4 + attr.len();
+        let mut m = Vec::new();
+        m.extend_from_slice(&(len as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&[0u8; 10]);
+        m.extend_from_slice(&[family, 0, 0, 0]);
+        m.extend_from_slice(&attr);
+        m
+    }
+
+    #[test]
+    fn parses_a_dump_and_classifies_tables() {
+        let mut buf = msg(0x0a00, IPV4, "filter");
+        buf.extend(msg(0x0a00, INET, "vmsg"));
+        buf.extend(msg(0x0a00, BRIDGE, "filter"));
+        let mut done = vec![0u8; 20];
+        done[0..4].copy_from_slice(&20u32.to_ne_bytes());
+        done[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
+        buf.extend(done);
+        let mut out = Vec::new();
+        assert!(parse_dump(&buf, &mut out).expect("parse"));
+        assert_eq!(out.len(), 3);
+        assert!(out[0].is_iptables() && !out[0].is_native_l3());
+        assert!(out[1].is_native_l3());
+        assert!(!out[2].is_iptables() && !out[2].is_native_l3());
+    }
+
+    #[test]
+    fn truncated_input_is_an_error_not_a_panic() {
+        let buf = msg(0x0a00, IPV4, "filter");
+        let mut out = Vec::new();
+        assert!(parse_dump(&buf[..buf.len() - 3], &mut out).is_err());
+        assert!(!parse_dump(&buf[..10], &mut out).expect("short tail is ignored"));
+    }
+
+    #[test]
+    fn listing_this_namespace_works_or_says_why() {
+        match list_tables(Duration::from_secs(1)) {
+            Ok(_) => {}
+            Err(e) => assert!(e.raw_os_error().is_some(), "{e}"),
+        }
+    }
+}

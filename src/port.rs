@@ -36,11 +36,24 @@ pub struct Identity {
     pub port_id: String,
     /// How the target was matched to this port.
     pub matched_by: String,
+    /// The address the user named, when the target was an address: always checked, even when
+    /// no record of the port lists it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_ip: Option<IpAddr>,
 }
 
 impl Identity {
-    pub fn port_prefix(&self) -> &str {
-        self.port_id.get(..PORT_PREFIX_LEN).unwrap_or(&self.port_id)
+    /// The 11-character port-id prefix Nova puts in the tap name; `None` for a tap that is not
+    /// Nova-named (then no record can be matched to it by name).
+    pub fn port_prefix(&self) -> Option<&str> {
+        let p = self.port_id.get(..PORT_PREFIX_LEN)?;
+        crate::target::is_port_prefix(p).then_some(p)
+    }
+
+    /// Does a record's port UUID belong to this port?
+    pub fn owns(&self, record_port_id: &str) -> bool {
+        self.port_prefix()
+            .is_some_and(|p| record_port_id.starts_with(p))
     }
 }
 
@@ -105,7 +118,7 @@ impl HostRecords<'_> {
         let mut out = Vec::new();
         for d in self.dnsmasq {
             for h in &d.hosts {
-                if h.port_id().is_some_and(|p| p.starts_with(id.port_prefix())) {
+                if h.port_id().is_some_and(|p| id.owns(&p)) {
                     out.push((d, h));
                 }
             }
@@ -135,6 +148,9 @@ impl DesiredSource for HostRecords<'_> {
                 push_ip(&mut d.ips, v6, format!("DHCP host entry {}", h.source));
             }
         }
+        if let Some(ip) = id.target_ip {
+            push_ip(&mut d.ips, ip, "the target address");
+        }
         if let Some(tap) = host.link(&id.tap) {
             // Host routes through the tap name further addresses (IPv6, allowed address pairs)
             // — but only when no record claims that address for another port.
@@ -143,7 +159,7 @@ impl DesiredSource for HostRecords<'_> {
                 if r.prefix_len == host_len && r.oifs().any(|o| o == tap.index) {
                     let claimed_elsewhere = self.dnsmasq.iter().flat_map(|d| &d.hosts).any(|h| {
                         (h.ipv4.map(IpAddr::V4) == Some(r.dst) || h.ipv6 == Some(r.dst))
-                            && !h.port_id().is_some_and(|p| p.starts_with(id.port_prefix()))
+                            && !h.port_id().is_some_and(|p| id.owns(&p))
                     });
                     if !claimed_elsewhere {
                         push_ip(&mut d.ips, r.dst, format!("host route via {}", id.tap));
@@ -275,7 +291,7 @@ pub fn vm_neighbour_mac(host: &HostNet, tap: &str, ips: &[IpAddr]) -> Option<Str
         .find_map(|n| n.mac.clone().filter(|m| is_unicast_mac(m)))
 }
 
-fn push_ip(v: &mut Vec<Sourced<IpAddr>>, ip: IpAddr, src: String) {
+fn push_ip(v: &mut Vec<Sourced<IpAddr>>, ip: IpAddr, src: impl Into<String>) {
     if !v.iter().any(|s| s.value == ip) {
         v.push(Sourced::new(ip, src));
     }
@@ -343,8 +359,15 @@ pub fn resolve(target: &Target, host: &HostNet, dnsmasq: &[Dnsmasq]) -> Result<I
             .filter(|n| is_tap_name(n))
     };
     let full_id_for_tap = |tap: &str| -> Option<String> {
-        let prefix = tap.strip_prefix("tap")?;
+        // Only a Nova-named tap (tap + 11 characters of the UUID) names a port.
+        let prefix = tap
+            .strip_prefix("tap")
+            .filter(|p| crate::target::is_port_prefix(p))?;
         all_hosts().find_map(|h| h.port_id().filter(|p| p.starts_with(prefix)))
+    };
+    let target_ip = match target {
+        Target::Ip(ip) => Some(*ip),
+        _ => None,
     };
     let ident = |tap: String, how: String| {
         let port_id = full_id_for_tap(&tap)
@@ -353,7 +376,17 @@ pub fn resolve(target: &Target, host: &HostNet, dnsmasq: &[Dnsmasq]) -> Result<I
             tap,
             port_id,
             matched_by: how,
+            target_ip,
         }
+    };
+    // Of several records, prefer one whose tap exists (a stale record of a deleted port can
+    // still hand out the address).
+    let pick = |cands: Vec<(String, String)>| -> Option<String> {
+        cands
+            .iter()
+            .find(|(tap, _)| host.link(tap).is_some())
+            .or(cands.first())
+            .map(|(tap, _)| tap.clone())
     };
     match target {
         Target::Tap(t) => {
@@ -382,10 +415,12 @@ pub fn resolve(target: &Target, host: &HostNet, dnsmasq: &[Dnsmasq]) -> Result<I
         }
         Target::Ip(ip) => {
             // Records first (desired state names the owner), then the host route, then neighbours.
-            if let Some((tap, _)) = all_hosts()
-                .filter(|h| h.ipv4.map(IpAddr::V4) == Some(*ip) || h.ipv6 == Some(*ip))
-                .find_map(tap_for_entry)
-            {
+            if let Some(tap) = pick(
+                all_hosts()
+                    .filter(|h| h.ipv4.map(IpAddr::V4) == Some(*ip) || h.ipv6 == Some(*ip))
+                    .filter_map(tap_for_entry)
+                    .collect(),
+            ) {
                 return Ok(ident(tap, "DHCP host entry for the address".into()));
             }
             let host_len = if ip.is_ipv4() { 32 } else { 128 };
@@ -410,10 +445,12 @@ pub fn resolve(target: &Target, host: &HostNet, dnsmasq: &[Dnsmasq]) -> Result<I
             ))
         }
         Target::Mac(mac) => {
-            if let Some((tap, _)) = all_hosts()
-                .filter(|h| h.macs.iter().any(|m| m == mac))
-                .find_map(tap_for_entry)
-            {
+            if let Some(tap) = pick(
+                all_hosts()
+                    .filter(|h| h.macs.iter().any(|m| m == mac))
+                    .filter_map(tap_for_entry)
+                    .collect(),
+            ) {
                 return Ok(ident(tap, "DHCP host entry for the MAC".into()));
             }
             if let Some(tap) = host
@@ -561,6 +598,54 @@ mod tests {
             let e = resolve(&Target::parse(t).expect("target"), &h, &d).expect_err(t);
             assert!(e.contains(t.trim_start_matches("tap")), "{e}");
         }
+    }
+
+    #[test]
+    fn the_target_address_is_always_checked_and_short_taps_match_no_record() {
+        let (mut h, d) = (host(), dns());
+        // 198.51.100.99 is only known from a neighbour entry on tapB
+        h.neighs.push(crate::collect::netlink::Neigh {
+            index: 6,
+            ip: "198.51.100.99".parse().expect("ip"),
+            mac: Some("fa:16:3e:00:00:09".into()),
+            state: "reachable".into(),
+            proxy: false,
+        });
+        let id = resolve(&Target::parse("198.51.100.99").expect("t"), &h, &d).expect("id");
+        assert_eq!(id.tap, "tap7a2b3c4d-1e");
+        let ov = Overrides::default();
+        let want = HostRecords {
+            dnsmasq: &d,
+            overrides: &ov,
+        }
+        .desired(&id, &h);
+        assert!(want
+            .ip_list()
+            .contains(&"198.51.100.99".parse().expect("ip")));
+        // a non-Nova tap name is not a port prefix: no record is attributed to it
+        h.links.push(Link {
+            index: 9,
+            ..link(9, "tap3f", "fe:16:3e:00:00:10")
+        });
+        let id = resolve(&Target::parse("tap3f").expect("t"), &h, &d).expect("id");
+        assert_eq!(id.port_prefix(), None);
+        assert!(!id.owns(ID1));
+    }
+
+    #[test]
+    fn a_stale_record_of_a_deleted_port_loses_to_the_live_one() {
+        let (h, mut d) = (host(), dns());
+        // a record of a deleted port (no tap) sorted first, for the same address
+        d[0].hosts.insert(
+            0,
+            parse_host_entry(
+                "fa:16:3e:00:00:77,old,198.51.100.11",
+                "/h/00000000-1111-4222-8333-444444444444",
+            )
+            .expect("entry"),
+        );
+        let id = resolve(&Target::parse("198.51.100.11").expect("t"), &h, &d).expect("id");
+        assert_eq!(id.tap, "tap3f1c2a4e-5b");
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub fn parse_mac(s: &str) -> Option<String> {
 }
 
 /// A port-id prefix as found in a tap name: 8 hex, a dash, 2 hex.
-fn is_port_prefix(s: &str) -> bool {
+pub fn is_port_prefix(s: &str) -> bool {
     s.len() == PORT_PREFIX_LEN
         && s.as_bytes()[8] == b'-'
         && s.bytes()

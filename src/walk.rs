@@ -119,13 +119,16 @@ fn gather(
     let procs_thread = std::thread::spawn(ProcTable::scan);
     let (net, nl) = rt
         .block_on(async {
-            let nl = Netlink::open()?;
-            let net = nl.snapshot().await?;
-            Ok::<_, crate::collect::netlink::NetlinkError>((net, nl))
+            let nl = Netlink::open().map_err(|e| e.to_string())?;
+            let net = tokio::time::timeout(opts.timeout, nl.snapshot())
+                .await
+                .map_err(|_| format!("rtnetlink dump: no answer within {:?}", opts.timeout))?
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((net, nl))
         })
         .map_err(|e| {
             WalkError::unknown(format!(
-                "{e}: cannot read this host's interfaces and routes"
+                "{e}: cannot read this host's interfaces and routes — run vmpath as root, in the hypervisor's network namespace"
             ))
         })?;
     tm.mark("netlink snapshot");
@@ -136,16 +139,8 @@ fn gather(
     tm.mark("process scan");
     let mut dnsmasq = dnsmasq::discover(&procs);
     if let Some(dir) = &opts.dhcp_hostsdir {
-        // An explicit hosts dir wins over what the processes say.
-        if let Some(d) = dnsmasq.iter_mut().find(|d| d.hostsdirs.contains(dir)) {
-            d.origin.push_str(" (hosts dir from flag)");
-        } else if let Some(d) = dnsmasq.first_mut() {
-            let from_dir = dnsmasq::from_hostsdir(dir);
-            d.hostsdirs = from_dir.hostsdirs;
-            d.hosts.retain(|h| h.source == "--dhcp-host");
-            d.hosts.extend(from_dir.hosts);
-            d.read_errors = from_dir.read_errors;
-        } else {
+        // A dir no running dnsmasq reads is a source of its own (no process behind it).
+        if !dnsmasq.iter().any(|d| d.hostsdirs.contains(dir)) {
             dnsmasq.push(dnsmasq::from_hostsdir(dir));
         }
     }
@@ -252,10 +247,15 @@ fn run_checks(
             })
         })
         .collect();
-    let lookups: BTreeMap<IpAddr, Option<crate::collect::netlink::Route>> = rt.block_on(async {
+    type Lookup = Result<Option<crate::collect::netlink::Route>, String>;
+    let lookups: BTreeMap<IpAddr, Lookup> = rt.block_on(async {
         let mut m = BTreeMap::new();
         for ip in &ips {
-            m.insert(*ip, nl.route_get(*ip, None, None).await.ok().flatten());
+            let r = tokio::time::timeout(opts.timeout, nl.route_get(*ip, None, None))
+                .await
+                .map_err(|_| format!("no answer within {:?}", opts.timeout))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            m.insert(*ip, r);
         }
         m
     });

@@ -131,11 +131,10 @@ pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacE
         return Check::unknown("dhcp.host", "no DHCP records to read (no dnsmasq found)")
             .fix("pass --dhcp-hostsdir DIR");
     }
-    let prefix = id.port_prefix();
     let entries: Vec<&HostEntry> = pool
         .iter()
         .flat_map(|d| d.hosts.iter())
-        .filter(|h| h.port_id().is_some_and(|p| p.starts_with(prefix)))
+        .filter(|h| h.port_id().is_some_and(|p| id.owns(&p)))
         .collect();
     let dirs: Vec<String> = pool
         .iter()
@@ -146,6 +145,12 @@ pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacE
         .first()
         .cloned()
         .unwrap_or_else(|| "the hosts dir".into());
+    let read_errors: Vec<String> = pool.iter().flat_map(|d| d.read_errors.clone()).collect();
+    if entries.is_empty() && !read_errors.is_empty() {
+        return Check::unknown("dhcp.host", "the DHCP host records could not all be read")
+            .evidences(read_errors)
+            .fix("check the hosts dir path (--dhcp-hostsdir) and run vmpath as root");
+    }
     let Some(e) = entries.first() else {
         // Maybe an entry exists under another name for this port's MAC/IP: show it.
         let tap_routes = host_routes_on_tap(net, &id.tap);
@@ -154,13 +159,20 @@ pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacE
             .flat_map(|d| d.entries_for(macs.neighbour.as_deref(), &tap_routes))
             .map(|h| format!("{}: {}", h.source, h.line))
             .collect();
-        return Check::fail("dhcp.host", format!("no DHCP host entry for port {}", id.port_id))
-            .evidence(format!("searched {} ({} entries)", dirs.join(", "), pool.iter().map(|d| d.hosts.len()).sum::<usize>()))
-            .evidences(near)
-            .fix(format!(
-                "write 'MAC,host-NAME,IP,set:port-{}' to {dir}/{} and send SIGHUP to dnsmasq (vmpath plumb {} --apply does both)",
-                id.port_id, id.port_id, id.port_id
-            ));
+        return Check::fail(
+            "dhcp.host",
+            format!("no DHCP host entry for port {}", id.port_id),
+        )
+        .evidence(format!(
+            "searched {} ({} entries)",
+            dirs.join(", "),
+            pool.iter().map(|d| d.hosts.len()).sum::<usize>()
+        ))
+        .evidences(near)
+        .fix(format!(
+            "write 'MAC,host-NAME,IP,set:port-{}' to {dir}/{} and send SIGHUP to dnsmasq",
+            id.port_id, id.port_id
+        ));
     };
     let ev = format!("{}: {}", e.source, e.line);
     if e.ignore {
@@ -266,6 +278,7 @@ mod tests {
             tap: "tap3f1c2a4e-5b".into(),
             port_id: ID.into(),
             matched_by: "t".into(),
+            target_ip: None,
         }
     }
 

@@ -23,8 +23,9 @@ pub struct TapSysctls {
 pub struct HostFacts<'a> {
     pub net: &'a HostNet,
     pub sysctl: TapSysctls,
-    /// The kernel's answer to `ip route get <vm-ip>` for each VM address.
-    pub lookups: BTreeMap<IpAddr, Option<Route>>,
+    /// The kernel's answer to `ip route get <vm-ip>` for each VM address (`Ok(None)`: no
+    /// route; `Err`: the lookup itself failed).
+    pub lookups: BTreeMap<IpAddr, Result<Option<Route>, String>>,
 }
 
 fn host_len(ip: &IpAddr) -> u8 {
@@ -68,7 +69,7 @@ pub fn tap_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check> {
         return vec![Check::fail("tap.exists", format!("{tap} does not exist"))
             .evidence(format!("no link named {tap}; {others} other tap(s) on this host"))
             .fix(format!(
-                "the VM's NIC is not plugged: check the instance state (nova), or recreate the tap with `vmpath plumb {} --apply`",
+                "the VM's NIC is not plugged: check the instance (openstack server show, virsh domiflist) and hard-reboot or re-plug port {}",
                 id.port_id
             ))];
     };
@@ -232,9 +233,12 @@ pub fn gateway_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check
                         format!("gateway {}/{} lacks noprefixroute", a.addr, a.prefix_len),
                     )
                     .evidences(ev)
+                    .evidence(
+                        "`ip addr replace` keeps an address's old flags: delete and re-add it",
+                    )
                     .evidence(src)
                     .fix(format!(
-                        "ip addr del {}/{} dev {} && {add}   (replace keeps the old flags)",
+                        "ip addr del {}/{} dev {} && {add}",
                         a.addr, a.prefix_len, id.tap
                     )),
                 }));
@@ -370,10 +374,16 @@ pub fn route_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check> 
                     ),
                 )
                 .evidences(connected.iter().map(|r| fmt_route(net, r)))
-                .fix(format!(
-                    "re-add the gateway address with noprefixroute (ip addr del <gw>/<len> dev {tap} && ip addr add <gw>/<len> dev {tap} noprefixroute), or ip route del {}/{} dev {tap}",
-                    first.dst, first.prefix_len
-                )),
+                .fix(match f.net.addrs_of(ti).find(|a| {
+                    !a.noprefixroute && a.prefix_len == first.prefix_len && a.addr.is_ipv4() == first.dst.is_ipv4()
+                }) {
+                    // The route comes from an address without noprefixroute: re-add it with it.
+                    Some(a) => format!(
+                        "ip addr del {0}/{1} dev {tap} && ip addr add {0}/{1} dev {tap} noprefixroute",
+                        a.addr, a.prefix_len
+                    ),
+                    None => format!("ip route del {}/{} dev {tap}", first.dst, first.prefix_len),
+                }),
             );
         }
     }
@@ -382,19 +392,27 @@ pub fn route_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check> 
         let hl = host_len(&ip);
         let hosts: Vec<&Route> = net
             .main_routes()
-            .filter(|r| r.dst == ip && r.prefix_len == hl && r.kind == "unicast")
+            .filter(|r| r.dst == ip && r.prefix_len == hl)
             .collect();
         let subject = ip.to_string();
-        let add = format!("ip route add {ip}/{hl} dev {tap} scope link");
+        let add = format!("ip route replace {ip}/{hl} dev {tap} scope link");
+        let unicast = |r: &&&Route| r.kind == "unicast";
         let mine: Vec<&&Route> = hosts
             .iter()
+            .filter(unicast)
             .filter(|r| tap_index.is_some_and(|ti| r.oifs().any(|o| o == ti)))
             .collect();
         let others: Vec<String> = hosts
             .iter()
+            .filter(unicast)
             .flat_map(|r| r.oifs())
             .filter(|o| Some(*o) != tap_index)
             .map(|o| net.ifname(o))
+            .collect();
+        let special: Vec<&str> = hosts
+            .iter()
+            .filter(|r| r.kind != "unicast")
+            .map(|r| r.kind.as_str())
             .collect();
         let ev: Vec<String> = if hosts.is_empty() {
             vec![format!("no {ip}/{hl} in the main table")]
@@ -402,6 +420,16 @@ pub fn route_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check> 
             hosts.iter().map(|r| fmt_route(net, r)).collect()
         };
         out.push(match (mine.is_empty(), others.is_empty()) {
+            _ if !special.is_empty() => Check::fail(
+                "route.host",
+                format!(
+                    "{ip}/{hl} is a {} route: traffic for the VM is discarded",
+                    special[0]
+                ),
+            )
+            .subject(subject.clone())
+            .evidences(ev)
+            .fix(add.clone()),
             (false, true) => Check::ok("route.host", format!("{ip}/{hl} dev {tap}"))
                 .subject(subject.clone())
                 .evidences(ev),
@@ -411,23 +439,38 @@ pub fn route_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check> 
                 .fix(add.clone()),
             (true, false) => Check::fail(
                 "route.host",
-                format!("{ip}/{hl} points at {} instead of {tap}", others.join(", ")),
+                format!(
+                    "{ip}/{hl} points at {} instead of {tap} (stale after the address moved?)",
+                    others.join(", ")
+                ),
             )
             .subject(subject.clone())
             .evidences(ev)
-            .fix(format!("ip route replace {ip}/{hl} dev {tap} scope link   (stale after the address moved?)")),
+            .fix(add.clone()),
             (false, false) => Check::fail(
                 "route.host",
                 format!("{ip}/{hl} is claimed by {tap} and by {}", others.join(", ")),
             )
             .subject(subject.clone())
             .evidences(ev)
-            .fix(format!("delete the stale route: ip route del {ip}/{hl} dev {}", others[0])),
+            .fix(format!(
+                "delete the stale route: ip route del {ip}/{hl} dev {}",
+                others[0]
+            )),
         });
 
         // What the kernel actually does with the address.
-        let lk = f.lookups.get(&ip).cloned().flatten();
+        let lk = f
+            .lookups
+            .get(&ip)
+            .cloned()
+            .unwrap_or_else(|| Err("not looked up".into()));
         out.push(match lk {
+            Err(e) => Check::unknown("route.lookup", format!("the kernel's route lookup for {ip} failed"))
+                .subject(subject.clone())
+                .evidence(format!("route get {ip}: {e}"))
+                .fix(format!("run `ip route get {ip}` by hand; run vmpath as root in the hypervisor's network namespace")),
+            Ok(lk) => match lk {
             Some(r)
                 if tap_index.is_some_and(|ti| r.oifs().any(|o| o == ti)) && r.kind == "unicast" =>
             {
@@ -456,6 +499,7 @@ pub fn route_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check> 
                 .subject(subject.clone())
                 .evidence(format!("route get {ip}: unreachable"))
                 .fix(add.clone()),
+            },
         });
     }
 
@@ -510,8 +554,11 @@ pub fn neigh_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check> 
                     n.mac.as_deref().unwrap_or("-"),
                     n.state.to_uppercase()
                 );
+                // Only a MAC from an independent record can contradict the entry.
                 let wrong_mac = match (&want.mac, &n.mac) {
-                    (Some(w), Some(m)) => !w.value.eq_ignore_ascii_case(m),
+                    (Some(w), Some(m)) if !w.source.starts_with("neighbour entry") => {
+                        !w.value.eq_ignore_ascii_case(m)
+                    }
                     _ => false,
                 };
                 if n.state == "failed" || n.state == "incomplete" {
@@ -552,6 +599,7 @@ mod tests {
             tap: "tapA".into(),
             port_id: "3f1c2a4e-5b".into(),
             matched_by: "test".into(),
+            target_ip: None,
         }
     }
 
@@ -629,10 +677,10 @@ mod tests {
         let mut lookups = BTreeMap::new();
         lookups.insert(
             ip("198.51.100.11"),
-            n.routes
+            Ok(n.routes
                 .iter()
                 .find(|r| r.dst == ip("198.51.100.11"))
-                .cloned(),
+                .cloned()),
         );
         HostFacts {
             net: n,
@@ -705,13 +753,13 @@ mod tests {
         let mut n = net();
         n.routes.clear();
         let mut f = facts(&n);
-        f.lookups.insert(ip("198.51.100.11"), None);
+        f.lookups.insert(ip("198.51.100.11"), Ok(None));
         let cs = route_checks(&id(), &want(), &f);
         assert_eq!(not_ok(&cs), vec!["route.host", "route.lookup"]);
         assert!(cs.iter().all(|c| c.status == Status::Ok
             || c.fix
                 .as_deref()
-                .is_some_and(|x| x.contains("ip route add 198.51.100.11/32 dev tapA"))));
+                .is_some_and(|x| x.contains("ip route replace 198.51.100.11/32 dev tapA"))));
 
         let mut n = net();
         n.routes = vec![route("198.51.100.11", 32, 6)];
@@ -722,6 +770,26 @@ mod tests {
             .find(|c| c.id == "route.host")
             .expect("route.host");
         assert!(rh.summary.contains("tapB"), "{}", rh.summary);
+    }
+
+    #[test]
+    fn blackhole_host_route_and_failed_lookup() {
+        let mut n = net();
+        n.routes[0].kind = "blackhole".into();
+        n.routes[0].nexthops = vec![NextHop {
+            oif: None,
+            gateway: None,
+        }];
+        let mut f = facts(&n);
+        f.lookups.insert(ip("198.51.100.11"), Err("EPERM".into()));
+        let cs = route_checks(&id(), &want(), &f);
+        let rh = cs
+            .iter()
+            .find(|c| c.id == "route.host")
+            .expect("route.host");
+        assert_eq!(rh.status, Status::Fail);
+        assert!(rh.summary.contains("blackhole"), "{}", rh.summary);
+        assert_eq!(status(&cs, "route.lookup"), Status::Unknown);
     }
 
     #[test]

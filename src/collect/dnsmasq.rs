@@ -238,6 +238,7 @@ pub struct Dnsmasq {
 fn collect_options(
     args: &[String],
     read_conf: &dyn Fn(&str) -> Option<String>,
+    list_dir: &dyn Fn(&str) -> HostFiles,
 ) -> Vec<(String, String)> {
     const WITH_VALUE: &[&str] = &[
         "conf-file",
@@ -251,6 +252,8 @@ fn collect_options(
         "interface",
         "except-interface",
         "pid-file",
+        "dhcp-optsfile",
+        "dhcp-optsdir",
     ];
     let short = |s: &str| match s {
         "-C" => Some("conf-file"),
@@ -294,6 +297,26 @@ fn collect_options(
     if conf_files.is_empty() && !out.iter().any(|(k, _)| k == "conf-file") {
         conf_files.push("/etc/dnsmasq.conf".into());
     }
+    // conf-dir=DIR[,.ext…]: every file of the dir (dnsmasq skips dotfiles and backups).
+    let conf_dirs: Vec<String> = out
+        .iter()
+        .filter(|(k, _)| k == "conf-dir")
+        .map(|(_, v)| v.split(',').next().unwrap_or("").to_string())
+        .collect();
+    for d in conf_dirs {
+        if let Ok(files) = list_dir(&d) {
+            for (_, text) in files {
+                for line in text.lines() {
+                    let l = line.trim();
+                    if l.is_empty() || l.starts_with('#') {
+                        continue;
+                    }
+                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                    out.push((k.trim().to_string(), v.trim().to_string()));
+                }
+            }
+        }
+    }
     let mut seen = 0;
     while let Some(f) = conf_files.pop() {
         seen += 1;
@@ -326,7 +349,7 @@ pub fn from_process(
     read: &dyn Fn(&str) -> Option<String>,
     list_dir: &dyn Fn(&str) -> HostFiles,
 ) -> Dnsmasq {
-    let opts = collect_options(&p.args, read);
+    let opts = collect_options(&p.args, read, list_dir);
     let mut d = Dnsmasq {
         pid: Some(p.pid),
         origin: format!("dnsmasq pid {}", p.pid),
@@ -346,6 +369,20 @@ pub fn from_process(
             "dhcp-range" => d.ranges.extend(parse_range(v)),
             "dhcp-option" => d.options.extend(parse_option(v, false)),
             "dhcp-option-force" => d.options.extend(parse_option(v, true)),
+            // Files (or dirs) of dhcp-option lines, as Neutron's DHCP agent writes them.
+            "dhcp-optsfile" | "dhcp-optsdir" => match list_dir(v) {
+                Ok(files) => {
+                    for (_, text) in files {
+                        for line in text.lines().map(str::trim) {
+                            if line.is_empty() || line.starts_with('#') {
+                                continue;
+                            }
+                            d.options.extend(parse_option(line, false));
+                        }
+                    }
+                }
+                Err(e) => d.read_errors.push(format!("{v}: {e}")),
+            },
             _ => {}
         }
     }
@@ -619,6 +656,46 @@ mod tests {
         let d = from_process(&p, &read, &|_| Ok(vec![]));
         assert_eq!(d.interfaces, vec!["tap*"]);
         assert_eq!(d.options.len(), 1);
+    }
+
+    #[test]
+    fn opts_files_and_conf_dirs_are_read() {
+        let args: Vec<String> = vec![
+            "dnsmasq".into(),
+            "--conf-dir=/etc/dnsmasq.d,.conf".into(),
+            "--dhcp-optsfile=/var/lib/neutron/dhcp/net1/opts".into(),
+        ];
+        let p = Process {
+            pid: 1,
+            name: "dnsmasq".into(),
+            args,
+        };
+        let list = |d: &str| -> HostFiles {
+            match d {
+                "/etc/dnsmasq.d" => Ok(vec![(
+                    "/etc/dnsmasq.d/a.conf".into(),
+                    "dhcp-option-force=option:mtu,8950\n".into(),
+                )]),
+                "/var/lib/neutron/dhcp/net1/opts" => Ok(vec![(
+                    d.into(),
+                    "tag:subnet-1,option:router,192.0.2.1\n".into(),
+                )]),
+                _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            }
+        };
+        let d = from_process(&p, &|_| None, &list);
+        assert!(
+            d.options
+                .iter()
+                .any(|o| o.is("mtu", 26) && o.value == "8950"),
+            "{:?}",
+            d.options
+        );
+        assert!(d
+            .options
+            .iter()
+            .any(|o| o.is("router", 3) && o.value == "192.0.2.1"));
+        assert!(d.read_errors.is_empty());
     }
 
     #[test]

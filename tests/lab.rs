@@ -686,3 +686,39 @@ fn human_output_is_plain_text_when_piped() {
         assert!(pos(w[0]) < pos(w[1]), "{} after {}", w[0], w[1]);
     }
 }
+
+#[test]
+fn flags_and_the_config_file_override_discovery() {
+    let Some((lab, _g)) = lab() else { return };
+    // An expected MTU from a flag wins over dnsmasq's option: the tap no longer matches.
+    let (code, doc) = lab.walk("hv1", VM1, &["--mtu", "9000"]);
+    assert_eq!(code, 2);
+    assert_fails(&doc, &["tap.mtu"], &[]);
+    assert_eq!(doc["port"]["desired"]["mtu"]["source"], "--mtu flag");
+    // The same from a config file; a flag still wins over the file.
+    let cfg = lab.dir.join("vmpath-test.toml");
+    std::fs::write(&cfg, "mtu = 9000\ntimeout = \"1s\"\n").expect("write config");
+    let cfg = cfg.to_string_lossy().to_string();
+    let (code, doc) = lab.walk("hv1", VM1, &["--config", &cfg]);
+    assert_eq!(code, 2, "{}", describe(&doc));
+    assert_fails(&doc, &["tap.mtu"], &[]);
+    let (code, _) = lab.walk("hv1", VM1, &["--config", &cfg, "--mtu", "1450"]);
+    assert_eq!(code, 0);
+    // A wrong gateway given by flag is checked against.
+    let (code, doc) = lab.walk("hv1", VM2, &["--gateway", "198.51.100.254/24"]);
+    assert_eq!(code, 2);
+    assert_fails(&doc, &["tap.gateway"], &[]);
+    // A control socket given by flag replaces the discovered one.
+    let (code, doc) = lab.walk("hv1", VM1, &["--bird-socket", "/run/bird/nonexistent.ctl"]);
+    assert_eq!(code, 3, "{}", describe(&doc));
+    assert!(check(&doc, "bgp.daemon")[0]["summary"]
+        .as_str()
+        .unwrap_or("")
+        .contains("nonexistent"));
+    // A malformed config file is a usage error naming the file.
+    let bad = lab.dir.join("vmpath-bad.toml");
+    std::fs::write(&bad, "mtu = \"big\"\n").expect("write config");
+    let out = lab.vmpath("hv1", &["walk", VM1, "--config", &bad.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vmpath-bad.toml"));
+}

@@ -201,11 +201,7 @@ pub fn gateway_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check
                 .map(|a| format!("{} {}", id.tap, fmt_addr(a)))
                 .collect()
         };
-        let subject = if v6 { Some("IPv6") } else { None };
-        let mk = |c: Check| match subject {
-            Some(s) => c.subject(s),
-            None => c,
-        };
+        let mk = |c: Check| c.subject(fam);
         match want.gateway_for(v6) {
             Some(gw) => {
                 let g = &gw.value;

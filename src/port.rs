@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::collect::dnsmasq::{Dnsmasq, HostEntry};
-use crate::collect::netlink::HostNet;
+use crate::collect::netlink::{host_len, is_link_local, HostNet};
 use crate::target::{Target, PORT_PREFIX_LEN};
 
 /// A value with its provenance ("dnsmasq option:mtu (pid 812)", "--mtu flag").
@@ -154,16 +154,13 @@ impl DesiredSource for HostRecords<'_> {
         if let Some(tap) = host.link(&id.tap) {
             // Host routes through the tap name further addresses (IPv6, allowed address pairs)
             // — but only when no record claims that address for another port.
-            for r in host.main_routes() {
-                let host_len = if r.dst.is_ipv4() { 32 } else { 128 };
-                if r.prefix_len == host_len && r.oifs().any(|o| o == tap.index) {
-                    let claimed_elsewhere = self.dnsmasq.iter().flat_map(|d| &d.hosts).any(|h| {
-                        (h.ipv4.map(IpAddr::V4) == Some(r.dst) || h.ipv6 == Some(r.dst))
-                            && !h.port_id().is_some_and(|p| id.owns(&p))
-                    });
-                    if !claimed_elsewhere {
-                        push_ip(&mut d.ips, r.dst, format!("host route via {}", id.tap));
-                    }
+            for r in host.host_routes_via(tap.index) {
+                let claimed_elsewhere = self.dnsmasq.iter().flat_map(|d| &d.hosts).any(|h| {
+                    (h.ipv4.map(IpAddr::V4) == Some(r.dst) || h.ipv6 == Some(r.dst))
+                        && !h.port_id().is_some_and(|p| id.owns(&p))
+                });
+                if !claimed_elsewhere {
+                    push_ip(&mut d.ips, r.dst, format!("host route via {}", id.tap));
                 }
             }
         }
@@ -328,10 +325,8 @@ fn gateway_on_other_taps(host: &HostNet, tap: &str, vm_ip: IpAddr) -> Vec<(IpAdd
         .filter(|l| is_tap_name(&l.name) && l.name != tap)
     {
         for a in host.addrs_of(l.index) {
-            let full = if a.addr.is_ipv4() { 32 } else { 128 };
-            if a.addr.is_ipv6()
-                && matches!(a.addr, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80)
-            {
+            let full = host_len(&a.addr);
+            if is_link_local(&a.addr) {
                 continue;
             }
             if a.prefix_len < full
@@ -423,7 +418,7 @@ pub fn resolve(target: &Target, host: &HostNet, dnsmasq: &[Dnsmasq]) -> Result<I
             ) {
                 return Ok(ident(tap, "DHCP host entry for the address".into()));
             }
-            let host_len = if ip.is_ipv4() { 32 } else { 128 };
+            let host_len = host_len(ip);
             if let Some(tap) = host
                 .main_routes()
                 .filter(|r| r.dst == *ip && r.prefix_len == host_len)

@@ -228,7 +228,7 @@ fn run_checks(
     // BGP: one thread per routing daemon, bounded by the timeout, while the host is checked.
     let prefixes: Vec<(IpAddr, u8)> = ips
         .iter()
-        .map(|ip| (*ip, if ip.is_ipv4() { 32 } else { 128 }))
+        .map(|ip| (*ip, crate::collect::netlink::host_len(ip)))
         .collect();
     let speakers = bgp::discover(
         &facts.procs,

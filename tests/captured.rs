@@ -3,12 +3,11 @@
 //! security-group checks on the lab's real rulesets (iptables-nft on hv1, native nft on hv2).
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use vmpath::check::sg::{self, SgPort};
 use vmpath::collect::bgp::{self, Endpoint, SpeakerKind};
 use vmpath::collect::dnsmasq;
-use vmpath::collect::firewall::{Backend, Family, FirewallFacts, SourceReport};
+use vmpath::collect::firewall::{Family, FirewallFacts};
 use vmpath::collect::procs::{parse_cmdline, ProcTable, Process};
 use vmpath::model::Status;
 
@@ -86,40 +85,19 @@ fn dnsmasq_settings_come_from_its_real_command_line() {
     );
 }
 
-fn report(cmd: &str) -> SourceReport {
-    SourceReport {
-        command: cmd.into(),
-        elapsed: Duration::ZERO,
-        error: None,
-        tables: 0,
-    }
-}
-
 fn hv1(save4: &str) -> FirewallFacts {
-    FirewallFacts::from_outputs(
-        vec![
-            (
-                report("iptables-save -c"),
-                Backend::IptablesNft,
-                Family::Ip,
-                Ok(save4.to_string()),
-            ),
-            (
-                report("ip6tables-save -c"),
-                Backend::IptablesNft,
-                Family::Ip6,
-                Ok(include_str!("fixtures/ip6tables-save-hv1.txt").to_string()),
-            ),
-        ],
-        None,
-    )
+    let mut f = FirewallFacts::from_iptables_save(Family::Ip, save4);
+    let v6 = FirewallFacts::from_iptables_save(
+        Family::Ip6,
+        include_str!("fixtures/ip6tables-save-hv1.txt"),
+    );
+    f.tables.extend(v6.tables);
+    f.sources.extend(v6.sources);
+    f
 }
 
 fn hv2(json: &str) -> FirewallFacts {
-    FirewallFacts::from_outputs(
-        vec![],
-        Some((report("nft -j list ruleset"), Ok(json.to_string()))),
-    )
+    FirewallFacts::from_nft_json(json)
 }
 
 fn vm1() -> SgPort {

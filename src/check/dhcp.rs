@@ -254,14 +254,9 @@ pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacE
 }
 
 fn host_routes_on_tap(net: &HostNet, tap: &str) -> Vec<IpAddr> {
-    let Some(l) = net.link(tap) else {
-        return vec![];
-    };
-    net.main_routes()
-        .filter(|r| r.prefix_len == if r.dst.is_ipv4() { 32 } else { 128 })
-        .filter(|r| r.oifs().any(|o| o == l.index))
-        .map(|r| r.dst)
-        .collect()
+    net.link(tap)
+        .map(|l| net.host_routes_via(l.index).map(|r| r.dst).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::collect::netlink::{HostNet, Link, Route};
+use crate::collect::netlink::{host_len, is_link_local, HostNet, Link, Route};
 use crate::model::Check;
 use crate::port::{mac_suffix, Desired, Identity};
 
@@ -26,14 +26,6 @@ pub struct HostFacts<'a> {
     /// The kernel's answer to `ip route get <vm-ip>` for each VM address (`Ok(None)`: no
     /// route; `Err`: the lookup itself failed).
     pub lookups: BTreeMap<IpAddr, Result<Option<Route>, String>>,
-}
-
-fn host_len(ip: &IpAddr) -> u8 {
-    if ip.is_ipv4() {
-        32
-    } else {
-        128
-    }
 }
 
 fn fmt_route(net: &HostNet, r: &Route) -> String {
@@ -191,7 +183,7 @@ pub fn gateway_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check
         let on_tap: Vec<_> = addrs
             .iter()
             .filter(|a| a.addr.is_ipv6() == v6)
-            .filter(|a| !matches!(a.addr, IpAddr::V6(x) if x.segments()[0] & 0xffc0 == 0xfe80))
+            .filter(|a| !is_link_local(&a.addr))
             .collect();
         let ev: Vec<String> = if on_tap.is_empty() {
             vec![format!("no {fam} address on {}", id.tap)]
@@ -352,7 +344,7 @@ pub fn route_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check> 
             .main_routes()
             .filter(|r| r.prefix_len < host_len(&r.dst) && r.oifs().any(|o| o == ti))
             .filter(|r| r.kind == "unicast")
-            .filter(|r| !matches!(r.dst, IpAddr::V6(x) if x.segments()[0] & 0xffc0 == 0xfe80))
+            .filter(|r| !is_link_local(&r.dst))
             .collect();
         if connected.is_empty() {
             out.push(Check::ok(

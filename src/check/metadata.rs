@@ -340,7 +340,6 @@ mod tests {
     use crate::collect::firewall::{Backend, Family, SourceReport};
     use crate::collect::sockets::{parse_proc_net_tcp, Owner};
     use crate::model::Status;
-    use std::time::Duration;
 
     const TAP: &str = "tap3f1c2a4e-5b";
     const MAC: Option<&str> = Some("fa:16:3e:00:00:01");
@@ -349,29 +348,12 @@ mod tests {
         "198.51.100.11".parse().unwrap()
     }
 
-    fn rep(c: &str) -> SourceReport {
-        SourceReport {
-            command: c.into(),
-            elapsed: Duration::ZERO,
-            error: None,
-            tables: 0,
-        }
-    }
-
     fn ipt(save: &str) -> FirewallFacts {
-        FirewallFacts::from_outputs(
-            vec![(
-                rep("iptables-save -c"),
-                Backend::IptablesNft,
-                Family::Ip,
-                Ok(save.into()),
-            )],
-            None,
-        )
+        FirewallFacts::from_iptables_save(Family::Ip, save)
     }
 
     fn nft(json: &str) -> FirewallFacts {
-        FirewallFacts::from_outputs(vec![], Some((rep("nft -j list ruleset"), Ok(json.into()))))
+        FirewallFacts::from_nft_json(json)
     }
 
     fn proxy() -> Result<Vec<Listener>, String> {
@@ -512,8 +494,8 @@ mod tests {
         );
 
         let fw = FirewallFacts::from_outputs(
-            vec![(rep("iptables-save -c"), Backend::IptablesNft, Family::Ip, Err("iptables-save not found".into()))],
-            Some((rep("nft -j list ruleset"), Err("nft -j list ruleset failed (exit status: 1): Operation not permitted: run vmpath as root".into()))),
+            vec![(SourceReport::named("iptables-save -c"), Backend::IptablesNft, Family::Ip, Err("iptables-save not found".into()))],
+            Some((SourceReport::named("nft -j list ruleset"), Err("nft -j list ruleset failed (exit status: 1): Operation not permitted: run vmpath as root".into()))),
         );
         let c = check_metadata(&fw, &proxy(), &host(), TAP, vm(), MAC);
         assert_eq!(c.status, Status::Unknown);

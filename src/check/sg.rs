@@ -1086,7 +1086,6 @@ mod tests {
     use super::*;
     use crate::collect::firewall::{Family, SourceReport};
     use crate::model::Status;
-    use std::time::Duration;
 
     const TAP: &str = "tap3f1c2a4e-5b";
     const PORT: &str = "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a51";
@@ -1100,29 +1099,12 @@ mod tests {
         )
     }
 
-    fn rep(c: &str) -> SourceReport {
-        SourceReport {
-            command: c.into(),
-            elapsed: Duration::ZERO,
-            error: None,
-            tables: 0,
-        }
-    }
-
     fn ipt(save: &str) -> FirewallFacts {
-        FirewallFacts::from_outputs(
-            vec![(
-                rep("iptables-save -c"),
-                Backend::IptablesNft,
-                Family::Ip,
-                Ok(save.into()),
-            )],
-            None,
-        )
+        FirewallFacts::from_iptables_save(Family::Ip, save)
     }
 
     fn nft(json: &str) -> FirewallFacts {
-        FirewallFacts::from_outputs(vec![], Some((rep("nft -j list ruleset"), Ok(json.into()))))
+        FirewallFacts::from_nft_json(json)
     }
 
     /// Each captured state, as every model sees it: iptables-nft save, the same plus `nft -j`
@@ -1168,12 +1150,12 @@ mod tests {
         };
         let both = FirewallFacts::from_outputs(
             vec![(
-                rep("iptables-save -c"),
+                SourceReport::named("iptables-save -c"),
                 Backend::IptablesNft,
                 Family::Ip,
                 Ok(i.into()),
             )],
-            Some((rep("nft -j list ruleset"), Ok(iview.into()))),
+            Some((SourceReport::named("nft -j list ruleset"), Ok(iview.into()))),
         );
         assert!(
             both.tables
@@ -1191,7 +1173,7 @@ mod tests {
                 "legacy",
                 FirewallFacts::from_outputs(
                     vec![(
-                        rep("iptables-legacy-save -c"),
+                        SourceReport::named("iptables-legacy-save -c"),
                         Backend::IptablesLegacy,
                         Family::Ip,
                         Ok(l.into()),
@@ -1484,12 +1466,12 @@ mod tests {
         assert_eq!(flow(&fw, "tcp/80").status, Status::Ok);
         let fw = FirewallFacts::from_outputs(
             vec![(
-                rep("iptables-save -c"),
+                SourceReport::named("iptables-save -c"),
                 Backend::IptablesNft,
                 Family::Ip,
                 Err("iptables-save -c failed (exit status: 4): Permission denied (you must be root): run vmpath as root".into()),
             )],
-            Some((rep("nft -j list ruleset"), Err("nft not found in PATH".into()))),
+            Some((SourceReport::named("nft -j list ruleset"), Err("nft not found in PATH".into()))),
         );
         for c in checks(&fw, &port(), Some(&parse_flow("tcp/22").unwrap())) {
             assert_eq!(c.status, Status::Unknown, "{c:#?}");

@@ -439,6 +439,18 @@ pub struct SourceReport {
     pub tables: usize,
 }
 
+impl SourceReport {
+    /// A report for a command that worked (no timing).
+    pub fn named(command: &str) -> SourceReport {
+        SourceReport {
+            command: command.to_string(),
+            elapsed: Duration::ZERO,
+            error: None,
+            tables: 0,
+        }
+    }
+}
+
 /// Everything read from the firewall.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FirewallFacts {
@@ -447,6 +459,33 @@ pub struct FirewallFacts {
 }
 
 impl FirewallFacts {
+    /// Facts from one `iptables-save -c` text of the nft backend (captured output, tests).
+    pub fn from_iptables_save(family: Family, text: &str) -> FirewallFacts {
+        let cmd = if family == Family::Ip6 {
+            "ip6tables-save -c"
+        } else {
+            "iptables-save -c"
+        };
+        Self::from_outputs(
+            vec![(
+                SourceReport::named(cmd),
+                Backend::IptablesNft,
+                family,
+                Ok(text.to_string()),
+            )],
+            None,
+        )
+    }
+    /// Facts from one `nft -j list ruleset` document (captured output, tests).
+    pub fn from_nft_json(json: &str) -> FirewallFacts {
+        Self::from_outputs(
+            vec![],
+            Some((
+                SourceReport::named("nft -j list ruleset"),
+                Ok(json.to_string()),
+            )),
+        )
+    }
     /// Facts for a reader that could not run at all.
     pub fn failed(reason: &str) -> FirewallFacts {
         FirewallFacts {

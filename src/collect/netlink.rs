@@ -95,6 +95,20 @@ pub struct HostNet {
 }
 
 pub const TABLE_MAIN: u32 = 254;
+
+/// Prefix length of a host route for `ip`: 32 or 128.
+pub fn host_len(ip: &IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+/// An IPv6 link-local address (fe80::/10).
+pub fn is_link_local(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80)
+}
 pub const TABLE_LOCAL: u32 = 255;
 
 impl HostNet {
@@ -115,6 +129,11 @@ impl HostNet {
     /// Routes in the main table.
     pub fn main_routes(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter().filter(|r| r.table == TABLE_MAIN)
+    }
+    /// Host routes (/32, /128) of the main table through the interface with this index.
+    pub fn host_routes_via(&self, index: u32) -> impl Iterator<Item = &Route> {
+        self.main_routes()
+            .filter(move |r| r.prefix_len == host_len(&r.dst) && r.oifs().any(|o| o == index))
     }
     /// Every local address of the host (any interface).
     pub fn local_addrs(&self) -> Vec<IpAddr> {
@@ -454,12 +473,12 @@ impl Netlink {
             IpAddr::V4(_) => AddressFamily::Inet,
             IpAddr::V6(_) => AddressFamily::Inet6,
         };
-        msg.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
+        msg.header.destination_prefix_length = host_len(&dst);
         msg.header.table = RouteHeader::RT_TABLE_UNSPEC;
         msg.attributes
             .push(RouteAttribute::Destination(RouteAddress::from(dst)));
         if let Some(s) = src {
-            msg.header.source_prefix_length = if s.is_ipv4() { 32 } else { 128 };
+            msg.header.source_prefix_length = host_len(&s);
             msg.attributes
                 .push(RouteAttribute::Source(RouteAddress::from(s)));
         }

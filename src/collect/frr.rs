@@ -850,7 +850,12 @@ fn run_bounded(mut cmd: Command, deadline: &Deadline) -> Result<String, String> 
         match child.try_wait() {
             Ok(Some(st)) => break Ok(st),
             Ok(None) => {}
-            Err(e) => break Err(format!("waiting for vtysh: {e}")),
+            Err(e) => {
+                // Don't leave the child (and the reader threads) behind.
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!("waiting for vtysh: {e}"));
+            }
         }
         match deadline.remaining() {
             Ok(left) => std::thread::sleep(left.min(Duration::from_millis(2))),

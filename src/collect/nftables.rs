@@ -114,13 +114,17 @@ pub fn list_tables(timeout: Duration) -> io::Result<Vec<NftTable>> {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
         };
-        libc::setsockopt(
+        // Without a receive timeout a silent kernel would block us: refuse to go on.
+        if libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
             libc::SO_RCVTIMEO,
             (&tv as *const libc::timeval).cast(),
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
+        ) < 0
+        {
+            return close(io::Error::last_os_error());
+        }
         let mut req = [0u8; 20];
         req[0..4].copy_from_slice(&20u32.to_ne_bytes());
         req[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE).to_ne_bytes());
@@ -143,7 +147,14 @@ pub fn list_tables(timeout: Duration) -> io::Result<Vec<NftTable>> {
         }
         let mut out = Vec::new();
         let mut buf = vec![0u8; 65536];
+        let started = std::time::Instant::now();
         for _ in 0..4096 {
+            if started.elapsed() > timeout {
+                return close(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "nftables table dump: no end within the timeout",
+                ));
+            }
             let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
             if n < 0 {
                 return close(io::Error::last_os_error());

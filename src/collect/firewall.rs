@@ -14,12 +14,10 @@ pub mod iptables;
 #[path = "firewall/nft.rs"]
 pub mod nft;
 
+pub use super::cmd::{display_cmd, find_bin};
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Read;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where a table was read from.
@@ -720,16 +718,6 @@ fn not_installed(bin: &str, package: &str) -> String {
     format!("{bin} not found in PATH, /usr/sbin or /sbin: install the {package} package")
 }
 
-fn display_cmd(argv: &[String]) -> String {
-    let mut v: Vec<String> = argv.to_vec();
-    if let Some(first) = v.first_mut() {
-        if let Some(base) = Path::new(first.as_str()).file_name() {
-            *first = base.to_string_lossy().into_owned();
-        }
-    }
-    v.join(" ")
-}
-
 /// Legacy (x_tables) tables exist in this netns when the kernel lists some.
 fn legacy_tables_present(names_file: &str) -> bool {
     ["/proc/thread-self/net/", "/proc/self/net/"]
@@ -737,23 +725,6 @@ fn legacy_tables_present(names_file: &str) -> bool {
         .find_map(|d| std::fs::read_to_string(format!("{d}{names_file}")).ok())
         .map(|s| !s.trim().is_empty())
         .unwrap_or(false)
-}
-
-/// Locate a binary in PATH, then in the sbin directories (often missing from users' PATH).
-pub fn find_bin(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    for d in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin"] {
-        dirs.push(PathBuf::from(d));
-    }
-    dirs.into_iter().map(|d| d.join(name)).find(|p| {
-        std::fs::metadata(p)
-            .map(|m| {
-                use std::os::unix::fs::PermissionsExt;
-                m.is_file() && m.permissions().mode() & 0o111 != 0
-            })
-            .unwrap_or(false)
-    })
 }
 
 /// Run a command with a time limit; stdout on success, else an error naming the command, its
@@ -766,50 +737,9 @@ pub fn run_command(argv: &[String], timeout: Duration) -> (Duration, Result<Stri
 
 fn run_command_inner(argv: &[String], timeout: Duration) -> Result<String, String> {
     let shown = display_cmd(argv);
-    let Some((prog, args)) = argv.split_first() else {
-        return Err("empty command".into());
-    };
-    let mut child = Command::new(prog)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!("{shown}: not installed ({e})"),
-            std::io::ErrorKind::PermissionDenied => {
-                format!("{shown}: permission denied ({e}): run vmpath as root")
-            }
-            _ => format!("{shown}: could not start: {e}"),
-        })?;
-    let deadline = Instant::now() + timeout;
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let read = read_both(&mut child, &mut out, &mut err, deadline);
-    // Reap within the deadline; kill by pid when it overruns.
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if Instant::now() < deadline && read.is_ok() => {
-                std::thread::sleep(Duration::from_micros(200))
-            }
-            Ok(None) => {
-                // Child::kill sends SIGKILL to this child's pid only.
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Err(e) => return Err(format!("{shown}: waiting for it failed: {e}")),
-        }
-    };
-    let Some(status) = status else {
-        return Err(format!(
-            "{shown}: no answer within {} ms (killed): is another firewall tool holding the lock?",
-            timeout.as_millis()
-        ));
-    };
-    let stderr = String::from_utf8_lossy(&err);
-    if !status.success() {
+    let ran = super::cmd::run(argv, &[("LC_ALL", "C")], timeout)?;
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    if !ran.status.success() {
         let first = stderr
             .lines()
             .map(str::trim)
@@ -823,79 +753,12 @@ fn run_command_inner(argv: &[String], timeout: Duration) -> Result<String, Strin
         } else {
             ""
         };
-        return Err(format!("{shown} failed ({status}): {first}{hint}"));
+        return Err(format!("{shown} failed ({}): {first}{hint}", ran.status));
     }
-    String::from_utf8(out).map_err(|_| format!("{shown}: output is not UTF-8"))
+    String::from_utf8(ran.stdout).map_err(|_| format!("{shown}: output is not UTF-8"))
 }
 
 /// Read stdout and stderr of a child until both close or the deadline passes (poll(2)).
-fn read_both(
-    child: &mut std::process::Child,
-    out: &mut Vec<u8>,
-    err: &mut Vec<u8>,
-    deadline: Instant,
-) -> Result<(), ()> {
-    use std::os::unix::io::AsRawFd;
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let mut buf = [0u8; 65536];
-    while so.is_some() || se.is_some() {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(());
-        }
-        let ms = (deadline - now).as_millis().clamp(1, i32::MAX as u128) as i32;
-        let mut fds = Vec::with_capacity(2);
-        if let Some(s) = &so {
-            fds.push(libc::pollfd {
-                fd: s.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        if let Some(s) = &se {
-            fds.push(libc::pollfd {
-                fd: s.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        // SAFETY: fds points to a live array of fds.len() pollfd structs owned by this frame.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(());
-        }
-        for f in fds.iter().filter(|f| f.revents != 0) {
-            let is_out = so.as_ref().map(|s| s.as_raw_fd()) == Some(f.fd);
-            let r = if is_out {
-                so.as_mut().map(|s| s.read(&mut buf))
-            } else {
-                se.as_mut().map(|s| s.read(&mut buf))
-            };
-            match r {
-                Some(Ok(0)) | Some(Err(_)) | None => {
-                    if is_out {
-                        so = None;
-                    } else {
-                        se = None;
-                    }
-                }
-                Some(Ok(k)) => {
-                    if is_out {
-                        out.extend_from_slice(&buf[..k]);
-                    } else {
-                        err.extend_from_slice(&buf[..k]);
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,10 +9,7 @@
 //! commands and one read per daemon is a whole collection.
 
 use std::io;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -777,18 +774,25 @@ fn via_vtysh(
     zebra_cmds: &[String],
     deadline: &Deadline,
 ) -> Result<Answers, String> {
-    let mut cmd = Command::new("vtysh");
+    let vtysh = super::cmd::find_bin("vtysh")
+        .map(|p| p.to_string_lossy().into_owned())
+        .ok_or("vtysh not found in PATH or /usr/bin: install frr, or let vmpath reach bgpd.vty")?;
+    let mut argv = vec![vtysh];
     match pathspace {
-        Some(ns) => cmd.args(["-N", ns]),
-        None => cmd.arg("--vty_socket").arg(dir),
+        Some(ns) => argv.extend(["-N".to_string(), ns.to_string()]),
+        None => argv.extend([
+            "--vty_socket".to_string(),
+            dir.to_string_lossy().into_owned(),
+        ]),
     };
     // skip `show version` (not JSON); vtysh stops at the first failing command, which the
     // document count below detects.
     let json_cmds: Vec<&String> = bgpd_cmds[1..].iter().chain(zebra_cmds).collect();
     for c in &json_cmds {
-        cmd.arg("-c").arg(c.as_str());
+        argv.push("-c".to_string());
+        argv.push(c.to_string());
     }
-    let out = run_bounded(cmd, deadline)?;
+    let out = run_bounded(&argv, deadline)?;
     let docs: Vec<String> = serde_json::Deserializer::from_str(&out)
         .into_iter::<Value>()
         .map(|v| v.map(|v| v.to_string()))
@@ -828,56 +832,20 @@ fn first_line(s: &str) -> &str {
         .trim()
 }
 
-/// Run a command, capturing stdout, killing it when the deadline passes.
-fn run_bounded(mut cmd: Command, deadline: &Deadline) -> Result<String, String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run vtysh: {e}"))?;
-    let pipes = (child.stdout.take(), child.stderr.take());
-    let reader = |p: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(mut p) = p {
-                let _ = p.read_to_end(&mut v);
-            }
-            v
-        })
-    };
-    let out_t = reader(pipes.0.map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err_t = reader(pipes.1.map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Ok(st),
-            Ok(None) => {}
-            Err(e) => {
-                // Don't leave the child (and the reader threads) behind.
-                let _ = child.kill();
-                let _ = child.wait();
-                break Err(format!("waiting for vtysh: {e}"));
-            }
-        }
-        match deadline.remaining() {
-            Ok(left) => std::thread::sleep(left.min(Duration::from_millis(2))),
-            Err(_) => {
-                // Child::kill signals this child's pid only.
-                let _ = child.kill();
-                let _ = child.wait();
-                break Err(format!(
-                    "vtysh did not finish within {} ms (killed pid {})",
-                    deadline.total.as_millis(),
-                    child.id()
-                ));
-            }
-        }
-    };
-    let out = out_t.join().unwrap_or_default();
-    let err = err_t.join().unwrap_or_default();
-    let st = status?;
-    let out = String::from_utf8_lossy(&out).into_owned();
+/// Run vtysh within the deadline (killed by its pid when it overruns). vtysh exits non-zero
+/// when one of its commands fails but still prints the answers before it: output counts.
+fn run_bounded(argv: &[String], deadline: &Deadline) -> Result<String, String> {
+    let left = deadline.remaining().map_err(|_| {
+        format!(
+            "vtysh: no time left within {} ms",
+            deadline.total.as_millis()
+        )
+    })?;
+    let ran = super::cmd::run(argv, &[], left)?;
+    let out = String::from_utf8_lossy(&ran.stdout).into_owned();
     if out.trim().is_empty() {
-        let err = String::from_utf8_lossy(&err);
-        return Err(format!("vtysh exited {st}: {}", first_line(&err)));
+        let err = String::from_utf8_lossy(&ran.stderr);
+        return Err(format!("vtysh {}: {}", ran.status, first_line(&err)));
     }
     Ok(out)
 }

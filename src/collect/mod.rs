@@ -3,6 +3,7 @@
 
 pub mod bgp;
 pub mod bird;
+pub mod cmd;
 pub mod dnsmasq;
 pub mod firewall;
 pub mod frr;

@@ -116,7 +116,11 @@ fn gather(
     rt: &tokio::runtime::Runtime,
     tm: &Timer,
 ) -> Result<(Facts, Netlink), WalkError> {
-    let procs_thread = std::thread::spawn(ProcTable::scan);
+    // Reading a cmdline can block on a process stuck in D state: bound the scan by the timeout.
+    let (procs_tx, procs_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = procs_tx.send(ProcTable::scan());
+    });
     let (net, nl) = rt
         .block_on(async {
             let nl = Netlink::open().map_err(|e| e.to_string())?;
@@ -132,10 +136,15 @@ fn gather(
             ))
         })?;
     tm.mark("netlink snapshot");
-    let procs = procs_thread
-        .join()
-        .map_err(|_| WalkError::unknown("scanning /proc panicked"))?
-        .map_err(|e| WalkError::unknown(format!("cannot scan /proc: {e}")))?;
+    let procs = procs_rx
+        .recv_timeout(opts.timeout)
+        .map_err(|_| {
+            WalkError::unknown(format!(
+                "scanning /proc for the routing daemons and dnsmasq did not finish within {:?} (a process stuck in D state?): retry with a longer --timeout",
+                opts.timeout
+            ))
+        })?
+        .map_err(|e| WalkError::unknown(format!("cannot scan /proc: {e} — is /proc mounted?")))?;
     tm.mark("process scan");
     let mut dnsmasq = dnsmasq::discover(&procs);
     if let Some(dir) = &opts.dhcp_hostsdir {

@@ -232,6 +232,16 @@ fn check<'a>(doc: &'a Value, id: &str) -> Vec<&'a Value> {
     checks(doc).iter().filter(|c| c["id"] == id).collect()
 }
 
+/// The single failing row of `id` (asserts there is exactly one).
+fn the_one_failing<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    let bad: Vec<_> = check(doc, id)
+        .into_iter()
+        .filter(|c| c["status"] == "fail")
+        .collect();
+    assert_eq!(bad.len(), 1, "{}", describe(doc));
+    bad[0]
+}
+
 #[test]
 fn healthy_lab_is_all_ok_on_bird_and_frr_hosts() {
     let Some((lab, _g)) = lab() else { return };
@@ -452,39 +462,22 @@ fn fault_details_name_the_culprit() {
     });
     lab.with_fault("export-filter", || {
         let (_, doc) = lab.walk("hv1", VM1, &[]);
-        let bad: Vec<_> = check(&doc, "bgp.export")
-            .into_iter()
-            .filter(|c| c["status"] == "fail")
-            .collect();
-        assert_eq!(bad.len(), 1, "{}", describe(&doc));
+        let bad = the_one_failing(&doc, "bgp.export");
         assert!(
-            bad[0]["subject"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("tor1 "),
-            "{}",
-            bad[0]
+            bad["subject"].as_str().unwrap_or("").starts_with("tor1 "),
+            "{bad}"
         );
         assert!(
-            bad[0]["summary"].as_str().unwrap_or("").contains("filter"),
-            "{}",
-            bad[0]
+            bad["summary"].as_str().unwrap_or("").contains("filter"),
+            "{bad}"
         );
     });
     lab.with_fault("export-filter-hv2", || {
         let (_, doc) = lab.walk("hv2", VM3, &[]);
-        let bad: Vec<_> = check(&doc, "bgp.export")
-            .into_iter()
-            .filter(|c| c["status"] == "fail")
-            .collect();
-        assert_eq!(bad.len(), 1, "{}", describe(&doc));
+        let bad = the_one_failing(&doc, "bgp.export");
         assert!(
-            bad[0]["summary"]
-                .as_str()
-                .unwrap_or("")
-                .contains("route-map"),
-            "{}",
-            bad[0]
+            bad["summary"].as_str().unwrap_or("").contains("route-map"),
+            "{bad}"
         );
     });
     lab.with_fault("sg-drop", || {

@@ -290,6 +290,9 @@ fn run_checks(
                 s.command,
                 s.elapsed.as_secs_f64() * 1e3
             ));
+            if let Some(n) = &s.note {
+                tm.mark(&format!("firewall: {n}"));
+            }
         }
     }
     // Security group.

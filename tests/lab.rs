@@ -715,3 +715,77 @@ fn flags_and_the_config_file_override_discovery() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("vmpath-bad.toml"));
 }
+
+/// Split `[p:b] rest` into counters and text.
+fn split_counted(line: &str) -> (Option<(u64, u64)>, &str) {
+    // Chain headers: `:NAME POLICY [p:b]`.
+    if line.starts_with(':') {
+        if let Some((text, c)) = line.rsplit_once(" [") {
+            if let Some((p, b)) = c.trim_end_matches(']').split_once(':') {
+                if let (Ok(p), Ok(b)) = (p.parse(), b.parse()) {
+                    return (Some((p, b)), text);
+                }
+            }
+        }
+    }
+    if let Some(rest) = line.strip_prefix('[') {
+        if let Some((c, text)) = rest.split_once("] ") {
+            if let Some((p, b)) = c.split_once(':') {
+                if let (Ok(p), Ok(b)) = (p.parse(), b.parse()) {
+                    return (Some((p, b)), text);
+                }
+            }
+        }
+    }
+    (None, line)
+}
+
+/// The iptables-nft rules vmpath reads over nfnetlink are, rule for rule, what `iptables-save -c`
+/// prints, with counters between a save taken before and one taken after (traffic moves them).
+#[test]
+fn iptables_rules_read_over_netlink_equal_iptables_save() {
+    let Some((lab, _g)) = lab() else { return };
+    let info: Value = serde_json::from_slice(&lab.vmlab(&["info"]).stdout).expect("lab info");
+    let pidfile = info["hypervisors"]["hv1"]["dnsmasq_pidfile"]
+        .as_str()
+        .expect("hv1 dnsmasq pidfile");
+    let pid = std::fs::read_to_string(pidfile).expect("read pidfile");
+    let ns = PathBuf::from(format!("/proc/{}/ns/net", pid.trim()));
+    let compare = |label: &str| {
+        for (family, bin) in [(2u8, "iptables-save"), (10u8, "ip6tables-save")] {
+            let before =
+                String::from_utf8_lossy(&lab.exec("hv1", &[bin, "-c"]).stdout).into_owned();
+            let native = vmpath::collect::netns::run_in(&ns, move || {
+                vmpath::collect::firewall::xtnl::read(family, Duration::from_secs(2))
+            })
+            .expect("enter hv1")
+            .unwrap_or_else(|e| panic!("{label}: {bin} over netlink: {e}"));
+            let after = String::from_utf8_lossy(&lab.exec("hv1", &[bin, "-c"]).stdout).into_owned();
+            let lines = |t: &str| -> Vec<String> {
+                t.lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .map(String::from)
+                    .collect()
+            };
+            let (b, n, a) = (lines(&before), lines(&native), lines(&after));
+            assert!(n.len() > 20, "{label} {bin}: too few lines:\n{native}");
+            assert_eq!(b.len(), n.len(), "{label} {bin}:\n{before}\n---\n{native}");
+            assert_eq!(a.len(), n.len(), "{label} {bin}");
+            for ((lb, ln), la) in b.iter().zip(&n).zip(&a) {
+                // Chain headers carry counters after the policy; compare them the same way.
+                let (cb, tb) = split_counted(lb);
+                let (cn, tn) = split_counted(ln);
+                let (ca, _) = split_counted(la);
+                assert_eq!(tb, tn, "{label} {bin}");
+                if let (Some(cb), Some(cn), Some(ca)) = (cb, cn, ca) {
+                    assert!(
+                        cb.0 <= cn.0 && cn.0 <= ca.0 && cb.1 <= cn.1 && cn.1 <= ca.1,
+                        "{label} {bin}: counters of `{tn}`: {cb:?} <= {cn:?} <= {ca:?}"
+                    );
+                }
+            }
+        }
+    };
+    compare("healthy");
+    lab.with_fault("sg-drop", || compare("sg-drop"));
+}

@@ -13,6 +13,8 @@ pub mod eval;
 pub mod iptables;
 #[path = "firewall/nft.rs"]
 pub mod nft;
+#[path = "firewall/xtnl.rs"]
+pub mod xtnl;
 
 pub use super::cmd::{display_cmd, find_bin};
 use std::collections::HashSet;
@@ -435,6 +437,8 @@ pub struct SourceReport {
     pub error: Option<String>,
     /// Tables it contributed (after dropping nft tables already read through iptables-save).
     pub tables: usize,
+    /// Something worth knowing that is not an error (why a faster path was not taken).
+    pub note: Option<String>,
 }
 
 impl SourceReport {
@@ -445,6 +449,7 @@ impl SourceReport {
             elapsed: Duration::ZERO,
             error: None,
             tables: 0,
+            note: None,
         }
     }
 }
@@ -493,6 +498,7 @@ impl FirewallFacts {
                 elapsed: Duration::ZERO,
                 error: Some(reason.to_string()),
                 tables: 0,
+                note: None,
             }],
         }
     }
@@ -575,6 +581,9 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
         backend: Backend,
         family: Family,
         missing: Option<String>,
+        /// Read this family's iptables-nft rules over nfnetlink first (NFPROTO_*); fork
+        /// `argv` only when that fails.
+        native: Option<u8>,
     }
     let mut jobs: Vec<Job> = Vec::new();
     let default_save = find_bin("iptables-save");
@@ -607,7 +616,11 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
         ("ip6tables-save", Family::Ip6, super::nftables::IPV6),
     ] {
         if default_is_legacy || has(nf) {
-            jobs.push(job_for(bin, default_backend, family));
+            let mut j = job_for(bin, default_backend, family);
+            if !default_is_legacy && tables.is_some() {
+                j.native = Some(nf);
+            }
+            jobs.push(j);
         }
     }
     if !default_is_legacy {
@@ -627,12 +640,14 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
                 backend,
                 family,
                 missing: None,
+                native: None,
             },
             None => Job {
                 argv: vec![bin.to_string(), "-c".into()],
                 backend,
                 family,
                 missing: Some(not_installed(bin, "iptables")),
+                native: None,
             },
         }
     }
@@ -650,9 +665,25 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
         let handles: Vec<_> = jobs
             .iter()
             .map(|j| {
-                s.spawn(move || match &j.missing {
-                    Some(e) => (Duration::ZERO, Err(e.clone())),
-                    None => run_command(&j.argv, timeout),
+                s.spawn(move || {
+                    let mut note = None;
+                    if let Some(nf) = j.native {
+                        let start = Instant::now();
+                        match xtnl::read(nf, timeout) {
+                            Ok(text) => {
+                                let cmd = format!("{} (read over nfnetlink)", display_cmd(&j.argv));
+                                return (cmd, start.elapsed(), Ok(text), None);
+                            }
+                            Err(e) => {
+                                note = Some(format!("nfnetlink read fell back to the tool: {e}"))
+                            }
+                        }
+                    }
+                    let (elapsed, out) = match &j.missing {
+                        Some(e) => (Duration::ZERO, Err(e.clone())),
+                        None => run_command(&j.argv, timeout),
+                    };
+                    (display_cmd(&j.argv), elapsed, out, note)
                 })
             })
             .collect();
@@ -662,14 +693,20 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
         });
         let mut saves = Vec::new();
         for (j, h) in jobs.iter().zip(handles) {
-            let (elapsed, out) = h
-                .join()
-                .unwrap_or_else(|_| (Duration::ZERO, Err("collector thread panicked".into())));
+            let (command, elapsed, out, note) = h.join().unwrap_or_else(|_| {
+                (
+                    display_cmd(&j.argv),
+                    Duration::ZERO,
+                    Err("collector thread panicked".into()),
+                    None,
+                )
+            });
             let rep = SourceReport {
-                command: display_cmd(&j.argv),
+                command,
                 elapsed,
                 error: None,
                 tables: 0,
+                note,
             };
             saves.push((rep, j.backend, j.family.clone(), out));
         }
@@ -683,6 +720,7 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
                     elapsed,
                     error: None,
                     tables: 0,
+                    note: None,
                 };
                 Some((rep, out))
             }
@@ -692,6 +730,7 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
                     elapsed: Duration::ZERO,
                     error: None,
                     tables: 0,
+                    note: None,
                 },
                 Err(e.clone()),
             )),
@@ -707,6 +746,7 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
                     elapsed: *elapsed,
                     error: None,
                     tables: t.len(),
+                    note: None,
                 },
             );
         }
@@ -790,6 +830,7 @@ mod tests {
             elapsed: Duration::ZERO,
             error: None,
             tables: 0,
+            note: None,
         };
         let save6 = include_str!("../../tests/fixtures/fw/ip6t-healthy.save").to_string();
         let facts = FirewallFacts::from_outputs(

@@ -8,6 +8,7 @@ pub mod dnsmasq;
 pub mod firewall;
 pub mod frr;
 pub mod netlink;
+pub mod netns;
 pub mod nftables;
 pub mod procs;
 pub mod sockets;

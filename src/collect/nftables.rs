@@ -36,14 +36,45 @@ impl NftTable {
 
 const NETLINK_NETFILTER: i32 = 12;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFT_MSG_GETTABLE: u16 = 1;
-const NFT_MSG_NEWTABLE: u16 = 0;
+pub const NFT_MSG_NEWTABLE: u16 = 0;
+pub const NFT_MSG_GETTABLE: u16 = 1;
+pub const NFT_MSG_NEWCHAIN: u16 = 3;
+pub const NFT_MSG_GETCHAIN: u16 = 4;
+pub const NFT_MSG_NEWRULE: u16 = 6;
+pub const NFT_MSG_GETRULE: u16 = 7;
 const NFTA_TABLE_NAME: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 
-/// Parse one buffer of netlink messages. Returns the tables found and whether the dump ended.
-pub fn parse_dump(buf: &[u8], out: &mut Vec<NftTable>) -> io::Result<bool> {
+/// List the tables of this network namespace. Needs CAP_NET_ADMIN.
+pub fn list_tables(timeout: Duration) -> io::Result<Vec<NftTable>> {
+    let msgs = dump(NFT_MSG_GETTABLE, 0, &[], timeout)?;
+    let mut out = Vec::new();
+    for m in &msgs {
+        if m.kind != NFT_MSG_NEWTABLE {
+            continue;
+        }
+        if let Some(name) = attrs(&m.body).find(|(t, _)| *t == NFTA_TABLE_NAME) {
+            out.push(NftTable {
+                family: m.family,
+                name: attr_str(name.1),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One nftables message of a dump: its type (without the subsystem), its nfgenmsg family and
+/// its attributes (after the 4-byte nfgenmsg).
+#[derive(Debug, Clone)]
+pub struct NfMsg {
+    pub kind: u16,
+    pub family: u8,
+    pub body: Vec<u8>,
+}
+
+/// Split one buffer of netlink messages into nftables messages. Returns whether the dump ended.
+pub fn split_dump(buf: &[u8], out: &mut Vec<NfMsg>) -> io::Result<bool> {
     let mut off = 0;
     while off + 16 <= buf.len() {
         let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
@@ -67,26 +98,11 @@ pub fn parse_dump(buf: &[u8], out: &mut Vec<NftTable>) -> io::Result<bool> {
                 }
                 return Ok(true);
             }
-            k if k == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE && len >= 20 => {
-                let family = msg[16];
-                let mut a = 20;
-                while a + 4 <= msg.len() {
-                    let alen = u16::from_ne_bytes([msg[a], msg[a + 1]]) as usize;
-                    let atype = u16::from_ne_bytes([msg[a + 2], msg[a + 3]]) & 0x3fff;
-                    if alen < 4 || a + alen > msg.len() {
-                        break;
-                    }
-                    if atype == NFTA_TABLE_NAME {
-                        let raw = &msg[a + 4..a + alen];
-                        let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-                        out.push(NftTable {
-                            family,
-                            name: String::from_utf8_lossy(&raw[..end]).into_owned(),
-                        });
-                    }
-                    a += (alen + 3) & !3;
-                }
-            }
+            k if k >> 8 == NFNL_SUBSYS_NFTABLES && len >= 20 => out.push(NfMsg {
+                kind: k & 0xff,
+                family: msg[16],
+                body: msg[20..].to_vec(),
+            }),
             _ => {}
         }
         off += (len + 3) & !3;
@@ -94,8 +110,63 @@ pub fn parse_dump(buf: &[u8], out: &mut Vec<NftTable>) -> io::Result<bool> {
     Ok(false)
 }
 
-/// List the tables of this network namespace. Needs CAP_NET_ADMIN.
-pub fn list_tables(timeout: Duration) -> io::Result<Vec<NftTable>> {
+/// Parse one buffer of a table dump (kept for its tests): tables found, and whether it ended.
+pub fn parse_dump(buf: &[u8], out: &mut Vec<NftTable>) -> io::Result<bool> {
+    let mut msgs = Vec::new();
+    let done = split_dump(buf, &mut msgs)?;
+    for m in msgs.iter().filter(|m| m.kind == NFT_MSG_NEWTABLE) {
+        if let Some((_, v)) = attrs(&m.body).find(|(t, _)| *t == NFTA_TABLE_NAME) {
+            out.push(NftTable {
+                family: m.family,
+                name: attr_str(v),
+            });
+        }
+    }
+    Ok(done)
+}
+
+/// Netlink attributes of a buffer: (type without the nested/byte-order flags, payload).
+/// Stops quietly at the first malformed attribute.
+pub fn attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut off = 0usize;
+    std::iter::from_fn(move || {
+        let head = buf.get(off..off + 4)?;
+        let alen = u16::from_ne_bytes([head[0], head[1]]) as usize;
+        let atype = u16::from_ne_bytes([head[2], head[3]]) & 0x3fff;
+        if alen < 4 {
+            return None;
+        }
+        let val = buf.get(off + 4..off + alen)?;
+        off += (alen + 3) & !3;
+        Some((atype, val))
+    })
+}
+
+/// A NUL-terminated string attribute.
+pub fn attr_str(v: &[u8]) -> String {
+    let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
+    String::from_utf8_lossy(&v[..end]).into_owned()
+}
+
+/// A big-endian u32 attribute (nftables sends numbers in network order).
+pub fn attr_be32(v: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
+}
+
+/// A big-endian u64 attribute.
+pub fn attr_be64(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
+}
+
+/// Run one nftables dump request (`NFT_MSG_GET*` with NLM_F_DUMP) for a family (0 = all) with
+/// optional request attributes, and return every message of the answer. Needs CAP_NET_ADMIN.
+/// Bounded by `timeout` as a whole.
+pub fn dump(
+    msg_type: u16,
+    family: u8,
+    req_attrs: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<NfMsg>> {
     // SAFETY: plain socket syscalls on a descriptor we own and close below; buffers are sized.
     unsafe {
         let fd = libc::socket(
@@ -125,13 +196,15 @@ pub fn list_tables(timeout: Duration) -> io::Result<Vec<NftTable>> {
         {
             return close(io::Error::last_os_error());
         }
-        let mut req = [0u8; 20];
-        req[0..4].copy_from_slice(&20u32.to_ne_bytes());
-        req[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE).to_ne_bytes());
+        let len = 20 + req_attrs.len();
+        let mut req = vec![0u8; 20];
+        req[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        req[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg_type).to_ne_bytes());
         let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
         req[6..8].copy_from_slice(&flags.to_ne_bytes());
         req[8..12].copy_from_slice(&1u32.to_ne_bytes()); // seq
-                                                         // nfgenmsg: family AF_UNSPEC (all), version 0, res_id 0
+        req[16] = family; // nfgenmsg: family, version 0, res_id 0
+        req.extend_from_slice(req_attrs);
         let mut sa: libc::sockaddr_nl = std::mem::zeroed();
         sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
         let sent = libc::sendto(
@@ -148,11 +221,11 @@ pub fn list_tables(timeout: Duration) -> io::Result<Vec<NftTable>> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 65536];
         let started = std::time::Instant::now();
-        for _ in 0..4096 {
+        for _ in 0..65536 {
             if started.elapsed() > timeout {
                 return close(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "nftables table dump: no end within the timeout",
+                    "nftables dump: no end within the timeout",
                 ));
             }
             let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
@@ -160,7 +233,7 @@ pub fn list_tables(timeout: Duration) -> io::Result<Vec<NftTable>> {
                 return close(io::Error::last_os_error());
             }
             let n = n as usize;
-            match parse_dump(&buf[..n], &mut out) {
+            match split_dump(&buf[..n], &mut out) {
                 Ok(true) => {
                     libc::close(fd);
                     return Ok(out);
@@ -172,9 +245,23 @@ pub fn list_tables(timeout: Duration) -> io::Result<Vec<NftTable>> {
         }
         close(io::Error::new(
             io::ErrorKind::InvalidData,
-            "nftables table dump did not end",
+            "nftables dump did not end",
         ))
     }
+}
+
+/// A string request attribute (e.g. NFTA_RULE_TABLE to dump one table's rules).
+pub fn str_attr(kind: u16, s: &str) -> Vec<u8> {
+    let mut a = Vec::new();
+    let alen = 4 + s.len() + 1;
+    a.extend_from_slice(&(alen as u16).to_ne_bytes());
+    a.extend_from_slice(&kind.to_ne_bytes());
+    a.extend_from_slice(s.as_bytes());
+    a.push(0);
+    while a.len() % 4 != 0 {
+        a.push(0);
+    }
+    a
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ complete -c vmpath -n "__fish_vmpath_needs_command" -s v -l verbose -d 'Show the
 complete -c vmpath -n "__fish_vmpath_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vmpath -n "__fish_vmpath_needs_command" -s V -l version -d 'Print version'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "walk" -d 'Walk one VM\'s path on this hypervisor and check every hop'
+complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "probe" -d 'Trace many TCP flows to DST at once, one fixed 5-tuple each: which flows fail, and where'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER] (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l timeout -d 'How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l mtu -d 'Expected network MTU (default: dnsmasq\'s MTU option)' -r
@@ -43,3 +44,21 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l json -d 'Print on
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s V -l version -d 'Print version'
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s p -l port -d 'Destination TCP port' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l flows -d 'Number of flows (source ports from 33000 up, skipping ports in use)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l sports -d 'Exact source ports: a range LO-HI and/or a comma list (33000-33031,40000)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l max-ttl -d 'Highest TTL (hop limit) probed; also the TTL of the classifying SYN' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l netns -d 'Probe from inside this network namespace (a name under /run/netns, or a path)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l source -d 'Source address (default: the kernel\'s choice towards DST)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l interface -d 'Send and listen on this interface only' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l repeat -d 'Full-TTL attempts per flow, to tell a deterministic blackhole from random loss' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l timeout -d 'How long to wait for a reply: 1s, 500ms' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l max-time -d 'Upper bound for the whole run (pacing around ICMP rate limits stops there)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l hops -d 'Which flows to trace hop by hop' -r -f -a "needed\t'Failing flows and a few reaching ones (enough to find the ECMP branches)'
+all\t'Every flow (full per-flow hop maps; slower where routers rate-limit ICMP)'
+none\t'None: classify flows only'"
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s V -l version -d 'Print version'

@@ -54,7 +54,18 @@ pub enum Command {
     /// Walk one VM's path on this hypervisor and check every hop
     #[command(after_help = EXIT_CODES_HELP, after_long_help = walk_long_help())]
     Walk(crate::cmd::walk::WalkArgs),
+    /// Trace many TCP flows to DST at once, one fixed 5-tuple each: which flows fail, and where
+    #[command(after_help = PROBE_EXIT_CODES_HELP)]
+    Probe(crate::cmd::probe::ProbeArgs),
 }
+
+pub const PROBE_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0   every flow reaches the destination (SYN-ACK or RST)
+  1   every flow reached it, but some only on some attempts (--repeat): random loss
+  2   some flows fail (silent, or ICMP unreachable)
+  3   nothing could be determined: no route, no raw socket (CAP_NET_RAW), namespace not found
+  64  bad usage";
 
 fn walk_long_help() -> String {
     format!("{}\n{EXIT_CODES_HELP}", crate::check::catalogue_help())
@@ -77,6 +88,7 @@ pub fn main() -> ExitCode {
     };
     let code = match &cli.command {
         Command::Walk(a) => crate::cmd::walk::exec(&cli.global, a),
+        Command::Probe(a) => crate::cmd::probe::exec(&cli.global, a),
     };
     ExitCode::from(code)
 }

@@ -8,5 +8,6 @@ pub mod config;
 pub mod model;
 pub mod output;
 pub mod port;
+pub mod probe;
 pub mod target;
 pub mod walk;

@@ -789,3 +789,255 @@ fn iptables_rules_read_over_netlink_equal_iptables_save() {
     compare("healthy");
     lab.with_fault("sg-drop", || compare("sg-drop"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// vmpath probe on the lab's ECMP part: pc1 -- r1 ==ECMP==> gw1 | gw2 -- srv1
+// ---------------------------------------------------------------------------------------------
+
+fn lab_info(lab: &Lab) -> Value {
+    serde_json::from_slice(&lab.vmlab(&["info"]).stdout).expect("lab info")
+}
+
+/// `vmpath probe ARGS --json` in pc1: (exit code, document).
+fn probe(lab: &Lab, args: &[&str]) -> (i32, Value) {
+    let mut a = vec!["probe"];
+    a.extend_from_slice(args);
+    a.push("--json");
+    let out = lab.vmpath("pc1", &a);
+    let code = out.status.code().unwrap_or(-1);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "probe {args:?}: bad JSON ({e}), exit {code}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, doc)
+}
+
+/// The gateway r1 itself picks for one of pc1's flows (`ip route get … sport S dport D`).
+fn router_choice(lab: &Lab, info: &Value, v6: bool, sport: u16, dport: u16) -> String {
+    let key = if v6 { "ground_truth6" } else { "ground_truth4" };
+    let argv: Vec<String> = info["probe"][key]
+        .as_array()
+        .expect("ground truth command")
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .expect("string")
+                .replace("{sport}", &sport.to_string())
+                .replace("{dport}", &dport.to_string())
+        })
+        .collect();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = lab.exec("r1", &argv);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "via" {
+            return words.next().expect("address after via").to_string();
+        }
+    }
+    panic!("no `via` in {argv:?}: {text}");
+}
+
+fn flows_of(doc: &Value) -> &Vec<Value> {
+    doc["flows"].as_array().expect("flows")
+}
+
+fn sport_of(f: &Value) -> u16 {
+    f["sport"].as_u64().expect("sport") as u16
+}
+
+fn hop_addr(f: &Value, ttl: u64) -> Option<String> {
+    f["hops"]
+        .as_array()?
+        .iter()
+        .find(|h| h["ttl"].as_u64() == Some(ttl))
+        .and_then(|h| h["address"].as_str())
+        .map(String::from)
+}
+
+/// Healthy, with the routers' default ICMP rate limits: every flow reaches the destination,
+/// both ECMP paths are found, and each flow's hop 2 is the gateway r1 itself picks for it.
+#[test]
+fn probe_healthy_finds_both_paths_and_no_false_failure() {
+    let Some((lab, _g)) = lab() else { return };
+    let info = lab_info(lab);
+    let p = &info["probe"];
+    let port = p["open_port"].as_u64().expect("open port") as u16;
+    for v6 in [false, true] {
+        let dst = p[if v6 { "dest_ipv6" } else { "dest_ipv4" }]
+            .as_str()
+            .expect("dst");
+        let (code, doc) = probe(
+            lab,
+            &[
+                dst,
+                "--port",
+                &port.to_string(),
+                "--flows",
+                "16",
+                "--hops",
+                "all",
+            ],
+        );
+        assert_eq!(code, 0, "{doc:#}");
+        assert_eq!(doc["summary"]["failing"], 0, "{doc:#}");
+        assert_eq!(doc["summary"]["reached"], 16);
+        let d = &doc["summary"]["divergence"];
+        assert_eq!(d["hop"], 2, "{doc:#}");
+        let branches: BTreeSet<String> = d["branches"]
+            .as_array()
+            .expect("branches")
+            .iter()
+            .map(|b| b["address"].as_str().expect("addr").to_string())
+            .collect();
+        let fam = if v6 { "ipv6" } else { "ipv4" };
+        let want: BTreeSet<String> = ["gw1", "gw2"]
+            .iter()
+            .map(|g| p["gateways"][g][fam].as_str().expect("gw").to_string())
+            .collect();
+        assert_eq!(branches, want, "{doc:#}");
+        for f in flows_of(&doc) {
+            assert_eq!(f["outcome"], "open", "{f:#}");
+            let sport = sport_of(f);
+            let hop2 = hop_addr(f, 2);
+            // A hop may stay silent under rate limiting; then it must be marked as such.
+            match hop2 {
+                Some(a) => assert_eq!(
+                    a,
+                    router_choice(lab, &info, v6, sport, port),
+                    "sport {sport}"
+                ),
+                None => assert_eq!(f["hops"][1]["note"], "rate-limited", "{f:#}"),
+            }
+        }
+    }
+}
+
+/// One gateway drops the traffic: the failing flows are exactly those r1 sends through it, the
+/// gateway is named, and classification takes one timeout (not ICMP-paced).
+#[test]
+fn probe_blackhole_fails_exactly_the_flows_through_the_bad_gateway() {
+    let Some((lab, _g)) = lab() else { return };
+    let info = lab_info(lab);
+    let p = &info["probe"];
+    let port = p["open_port"].as_u64().expect("open port") as u16;
+    let bad = p["blackhole_gateway"].as_str().expect("bad gw").to_string();
+    let fault = p["blackhole_fault"].as_str().expect("fault").to_string();
+    lab.with_fault(&fault, || {
+        for v6 in [false, true] {
+            let fam = if v6 { "ipv6" } else { "ipv4" };
+            let dst = p[if v6 { "dest_ipv6" } else { "dest_ipv4" }]
+                .as_str()
+                .expect("dst");
+            let bad_addr = p["gateways"][&bad][fam]
+                .as_str()
+                .expect("bad gw addr")
+                .to_string();
+            let (code, doc) = probe(
+                lab,
+                &[dst, "--port", &port.to_string(), "--sports", "33000-33031"],
+            );
+            assert_eq!(code, 2, "{doc:#}");
+            let failing: BTreeSet<u16> = flows_of(&doc)
+                .iter()
+                .filter(|f| f["outcome"] != "open")
+                .map(sport_of)
+                .collect();
+            let expected: BTreeSet<u16> = (33000..=33031)
+                .filter(|s| router_choice(lab, &info, v6, *s, port) == bad_addr)
+                .collect();
+            assert!(
+                !expected.is_empty() && expected.len() < 32,
+                "the seed splits the flows"
+            );
+            assert_eq!(failing, expected, "{doc:#}");
+            for f in flows_of(&doc).iter().filter(|f| f["outcome"] != "open") {
+                assert_eq!(f["outcome"], "silent");
+            }
+            let last = doc["summary"]["failing_last_hops"]
+                .as_array()
+                .expect("last hops");
+            assert_eq!(last.len(), 1, "{doc:#}");
+            assert_eq!(last[0]["address"], bad_addr.as_str());
+            assert_eq!(last[0]["hop"], 2);
+            let text = doc["summary"]["lines"].to_string();
+            assert!(text.contains(&bad_addr), "{text}");
+            let classify = doc["classify_ms"].as_f64().expect("classify_ms");
+            assert!(classify < 1500.0, "classified in {classify} ms");
+        }
+    });
+}
+
+/// A closed port (RST) counts as reached; an ICMP unreachable is reported with its code.
+#[test]
+fn probe_closed_port_is_reached_and_unreachable_has_its_code() {
+    let Some((lab, _g)) = lab() else { return };
+    let info = lab_info(lab);
+    let p = &info["probe"];
+    for v6 in [false, true] {
+        let dst = p[if v6 { "dest_ipv6" } else { "dest_ipv4" }]
+            .as_str()
+            .expect("dst");
+        let closed = p["closed_port"].to_string();
+        let (code, doc) = probe(
+            lab,
+            &[dst, "--port", &closed, "--flows", "4", "--hops", "none"],
+        );
+        assert_eq!(code, 0, "{doc:#}");
+        assert!(
+            flows_of(&doc).iter().all(|f| f["outcome"] == "closed"),
+            "{doc:#}"
+        );
+        let unreach = p["unreachable_port"].to_string();
+        let want = &p[if v6 {
+            "unreachable_icmp6"
+        } else {
+            "unreachable_icmp4"
+        }]["code"];
+        let (code, doc) = probe(
+            lab,
+            &[dst, "--port", &unreach, "--flows", "4", "--hops", "none"],
+        );
+        assert_eq!(code, 2, "{doc:#}");
+        for f in flows_of(&doc) {
+            assert_eq!(f["outcome"], "unreachable", "{f:#}");
+            assert_eq!(&f["icmp_code"], want, "{f:#}");
+            assert_eq!(f["reply_from"], dst);
+        }
+    }
+}
+
+/// `--netns` probes from inside a named namespace; bad input is a usage error.
+#[test]
+fn probe_from_a_named_netns_and_bad_input() {
+    let Some((lab, _g)) = lab() else { return };
+    let info = lab_info(lab);
+    let p = &info["probe"];
+    let dst = p["dest_ipv4"].as_str().expect("dst");
+    let port = p["open_port"].to_string();
+    let bin = env!("CARGO_BIN_EXE_vmpath");
+    let out = Command::new(vmlab())
+        .args(["exec", "--dir"])
+        .arg(&lab.dir)
+        .args([
+            bin, "probe", dst, "--port", &port, "--flows", "2", "--netns", "pc1", "--json",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["source"], p["client_ipv4"]);
+    let out = lab.vmpath("pc1", &["probe", "not-an-ip"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = lab.vmpath("pc1", &["probe", dst, "--netns", "no-such-ns"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ip netns list"));
+}

@@ -1,3 +1,4 @@
 //! One file per subcommand: argument definitions and rendering; the work is elsewhere.
 
+pub mod probe;
 pub mod walk;

@@ -859,7 +859,8 @@ fn hop_addr(f: &Value, ttl: u64) -> Option<String> {
 }
 
 /// Healthy, with the routers' default ICMP rate limits: every flow reaches the destination,
-/// both ECMP paths are found, and each flow's hop 2 is the gateway r1 itself picks for it.
+/// both ECMP paths are found, each flow's hop 2 is the gateway r1 itself picks for it, and no
+/// probe leaves a half-open connection on the server.
 #[test]
 fn probe_healthy_finds_both_paths_and_no_false_failure() {
     let Some((lab, _g)) = lab() else { return };
@@ -914,6 +915,22 @@ fn probe_healthy_finds_both_paths_and_no_false_failure() {
             }
         }
     }
+    let ss = lab.exec("srv1", &["ss", "-Htn", "state", "syn-recv"]);
+    let ours: Vec<String> = String::from_utf8_lossy(&ss.stdout)
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .last()
+                .and_then(|peer| peer.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                .is_some_and(|p| (33000..33016).contains(&p))
+        })
+        .map(String::from)
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "half-open on srv1 after the probes: {ours:?}"
+    );
 }
 
 /// One gateway drops the traffic: the failing flows are exactly those r1 sends through it, the
@@ -1040,4 +1057,80 @@ fn probe_from_a_named_netns_and_bad_input() {
     let out = lab.vmpath("pc1", &["probe", dst, "--netns", "no-such-ns"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ip netns list"));
+}
+
+/// `--repeat` tells random loss from a blackhole: with gw1 dropping half of its packets at random
+/// some gw1 flows change outcome across attempts (exit 1 or 2, `consistent: false`), while the
+/// blackholed gw2 flows fail every attempt.
+#[test]
+fn probe_repeat_tells_random_loss_from_a_blackhole() {
+    let Some((lab, _g)) = lab() else { return };
+    let info = lab_info(lab);
+    let p = &info["probe"];
+    let dst = p["dest_ipv4"].as_str().expect("dst");
+    let port = p["open_port"].as_u64().expect("port") as u16;
+    let gw1 = p["gateways"]["gw1"]["ipv4"]
+        .as_str()
+        .expect("gw1")
+        .to_string();
+    let fault = p["blackhole_fault"].as_str().expect("fault").to_string();
+    for cmd in [
+        "add table inet vmpath_test_loss",
+        "add chain inet vmpath_test_loss f { type filter hook forward priority 0 ; }",
+        "add rule inet vmpath_test_loss f tcp dport 8080 numgen random mod 2 == 0 drop",
+    ] {
+        let add = lab.exec("gw1", &["nft", cmd]);
+        assert!(
+            add.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&add.stderr)
+        );
+    }
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lab.with_fault(&fault, || {
+            let (code, doc) = probe(
+                lab,
+                &[
+                    dst,
+                    "--port",
+                    &port.to_string(),
+                    "--sports",
+                    "33000-33031",
+                    "--repeat",
+                    "6",
+                    "--hops",
+                    "none",
+                ],
+            );
+            assert_eq!(code, 2, "{doc:#}");
+            let mut lossy = 0;
+            for f in flows_of(&doc) {
+                let via = router_choice(lab, &info, false, sport_of(f), port);
+                let attempts = f["attempts"].as_array().expect("attempts");
+                assert_eq!(attempts.len(), 6);
+                if via == gw1 {
+                    if f["consistent"] == false {
+                        lossy += 1;
+                    }
+                } else {
+                    assert_eq!(f["consistent"], true, "{f:#}");
+                    assert!(attempts.iter().all(|a| a == "silent"), "{f:#}");
+                }
+            }
+            assert!(lossy > 0, "no gw1 flow saw random loss: {doc:#}");
+            assert!(doc["summary"]["intermittent"].as_u64().unwrap_or(0) >= lossy);
+        });
+    }));
+    let del = lab.exec(
+        "gw1",
+        &["nft", "delete", "table", "inet", "vmpath_test_loss"],
+    );
+    assert!(
+        del.status.success(),
+        "{}",
+        String::from_utf8_lossy(&del.stderr)
+    );
+    if let Err(e) = res {
+        std::panic::resume_unwind(e);
+    }
 }

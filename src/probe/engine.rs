@@ -92,7 +92,7 @@ const REPRESENTATIVES: usize = 5;
 /// Consecutive silent hops after which a failing flow is not followed further.
 const GAP: u8 = 3;
 /// Retries of one silent hop.
-const HOP_RETRIES: u8 = 4;
+const HOP_RETRIES: u8 = 6;
 
 #[derive(Debug, Clone, Copy)]
 struct Sent {
@@ -705,7 +705,6 @@ impl Engine {
                 }
             }
             let mut wave = Vec::new();
-            let mut picked: HashMap<usize, IpAddr> = HashMap::new();
             for i in pending.iter().copied() {
                 let pick = items[i]
                     .responders
@@ -717,7 +716,6 @@ impl Engine {
                     if let Some(l) = level.get_mut(&r) {
                         *l -= 1.0;
                     }
-                    picked.insert(i, r);
                     wave.push(i);
                 }
             }
@@ -753,13 +751,32 @@ impl Engine {
             let until = Instant::now() + self.round_timeout().min(self.left());
             self.pump(until, &|e: &Engine| e.answered(&seqs));
             let now = Instant::now();
+            // Routers that answered in this wave spent their token on it; an unanswered probe
+            // that could have met one of them did (and found it empty). When nothing answered,
+            // every candidate is empty.
+            let answered_by: BTreeSet<IpAddr> = sent
+                .iter()
+                .filter_map(|(_, s)| self.answers.get(s).map(|a| a.from))
+                .collect();
+            let mut drained: BTreeSet<IpAddr> = BTreeSet::new();
             for (i, s) in sent {
                 if self.answers.contains_key(&s) {
                     got.insert(i, s);
-                } else if let Some(r) = picked.get(&i) {
-                    // The model said it had a token and it did not answer: it is drained now.
-                    self.drain_bucket(*r, now);
+                } else {
+                    let hit: Vec<IpAddr> = items[i]
+                        .responders
+                        .intersection(&answered_by)
+                        .copied()
+                        .collect();
+                    if hit.is_empty() {
+                        drained.extend(items[i].responders.iter().copied());
+                    } else {
+                        drained.extend(hit);
+                    }
                 }
+            }
+            for r in drained {
+                self.drain_bucket(r, now);
             }
         }
         got

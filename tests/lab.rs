@@ -1057,6 +1057,35 @@ fn probe_from_a_named_netns_and_bad_input() {
     let out = lab.vmpath("pc1", &["probe", dst, "--netns", "no-such-ns"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ip netns list"));
+    let out = lab.vmpath("pc1", &["probe", dst, "--sports", "70000"]);
+    assert_eq!(out.status.code(), Some(64));
+    // Without CAP_NET_RAW: exit 3 and the exact fix.
+    let out = lab.exec(
+        "pc1",
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            bin,
+            "probe",
+            dst,
+            "--port",
+            &port,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CAP_NET_RAW") && err.contains("setcap") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 /// `--repeat` tells random loss from a blackhole: with gw1 dropping half of its packets at random

@@ -356,6 +356,9 @@ pub fn run(cfg: Config) -> Result<Outcomes, ProbeError> {
 
 fn reserve(domain: Domain, src: IpAddr, port: u16) -> io::Result<Socket> {
     let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    // A TIME-WAIT left by an earlier connection (a traceroute -T, say) does not hold the port
+    // for our raw probes; a live socket without SO_REUSEADDR still does, and refuses the bind.
+    s.set_reuse_address(true)?;
     s.bind(&SockAddr::from(SocketAddr::new(src, port)))?;
     Ok(s)
 }

@@ -6,8 +6,8 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use vmpath::probe::packet::{self, Probe, ReplyKind};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use vmpath::probe::packet::{self, Probe, ReplyKind};
 
 fn main() -> std::io::Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();

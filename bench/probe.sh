@@ -66,7 +66,8 @@ echo "vmpath classify only (healthy)        : $(python3 -c "print(f'{($t1-$t0):.
 rest
 t0=$(now); out=$(in_pc1 "$bin" probe "$dst" --port "$port" --sports 33000-33031 --json); t1=$(now)
 v_needed=$(python3 -c "print($t1-$t0)")
-echo "vmpath default (--hops needed)        : $(python3 -c "print(f'{$v_needed:.2f}')") s, $(json_field "d['summary']['traced']" <<<"$out") flows traced, paths split at hop $(json_field "(d['summary']['divergence'] or {}).get('hop')" <<<"$out")"
+complete_needed=$(json_field "sum(1 for f in d['flows'] if f['hops'] and all(h['address'] for h in f['hops']))" <<<"$out")
+echo "vmpath default (--hops needed)        : $(python3 -c "print(f'{$v_needed:.2f}')") s, $complete_needed/32 flows with a full hop map ($(json_field "sum(1 for f in d['flows'] if f.get('hops_from'))" <<<"$out") of them from a traced flow with the same recorded route), paths split at hop $(json_field "(d['summary']['divergence'] or {}).get('hop')" <<<"$out")"
 
 rest
 t0=$(now); out=$(in_pc1 "$bin" probe "$dst" --port "$port" --sports 33000-33031 --hops all --json); t1=$(now)
@@ -118,9 +119,11 @@ t0=$(now); out=$(in_pc1 "$bin" probe "$dst" --port "$port" --sports 33000-33031 
 lab/vmlab clear --dir "$dir" ecmp-blackhole >/dev/null
 echo "vmpath with gw2 blackholed (default)  : $(python3 -c "print(f'{($t1-$t0):.2f}')") s, classified in $(json_field "round(d['classify_ms'])" <<<"$out") ms, $(json_field "d['summary']['failing']" <<<"$out") failing; $(json_field "d['summary']['lines'][1]" <<<"$out")"
 
-python3 - "$v_all" "$base_a" "$base_b" "$base_c" "$allowed" "$base_a1" <<'EOF'
+python3 - "$v_all" "$base_a" "$base_b" "$base_c" "$allowed" "$base_a1" "$v_needed" "$complete_needed" <<'EOF'
 import sys
-v, a, b, c, allowed, a1 = map(float, sys.argv[1:])
-print(f"ratios (full per-flow maps): traceroute loop / vmpath = {a / v:.1f}x (target >= 10x; tuned loop {a1 / v:.1f}x), trippy / vmpath = {b / v:.1f}x, mtr / vmpath = {c / v:.1f}x")
+v, a, b, c, allowed, a1, vn, cn = map(float, sys.argv[1:])
+if cn == 32:
+    print(f"ratios, full per-flow maps by default (Record Route groups, one traced flow each): traceroute loop / vmpath = {a / vn:.0f}x (target >= 10x; tuned loop {a1 / vn:.0f}x), trippy / vmpath = {b / vn:.0f}x, mtr / vmpath = {c / vn:.0f}x")
+print(f"ratios, every flow traced by TTL (--hops all): traceroute loop / vmpath = {a / v:.1f}x (tuned loop {a1 / v:.1f}x), trippy / vmpath = {b / v:.1f}x, mtr / vmpath = {c / v:.1f}x")
 print(f"vmpath full maps / ICMP-allowed time = {v / max(allowed, 0.001):.2f}x (target <= 1.5x)" if allowed > 0 else "ICMP limits allow full maps in one burst")
 EOF

@@ -1163,3 +1163,44 @@ fn probe_repeat_tells_random_loss_from_a_blackhole() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// IPv4 by default: every reaching flow gets a hop map, traced or taken from a traced flow that
+/// recorded the same route (Record Route echoed by srv1), and every flow's hop 2 is the gateway
+/// r1 itself picks for it.
+#[test]
+fn probe_record_route_maps_every_flow_correctly() {
+    let Some((lab, _g)) = lab() else { return };
+    let info = lab_info(lab);
+    let p = &info["probe"];
+    let dst = p["dest_ipv4"].as_str().expect("dst");
+    let port = p["open_port"].as_u64().expect("port") as u16;
+    let (code, doc) = probe(
+        lab,
+        &[dst, "--port", &port.to_string(), "--sports", "33100-33131"],
+    );
+    assert_eq!(code, 0, "{doc:#}");
+    let mut from_record = 0;
+    for f in flows_of(&doc) {
+        let sport = sport_of(f);
+        if f.get("hops_from").is_some() {
+            from_record += 1;
+            assert!(
+                f["recorded_route"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty()),
+                "{f:#}"
+            );
+        }
+        assert_eq!(
+            hop_addr(f, 2).expect("hop 2 known for every flow"),
+            router_choice(lab, &info, false, sport, port),
+            "sport {sport}: {f:#}"
+        );
+    }
+    assert!(
+        from_record >= 20,
+        "only {from_record} flows mapped by recorded route"
+    );
+    let classify = doc["elapsed_ms"].as_f64().expect("elapsed");
+    assert!(classify < 1000.0, "full maps took {classify} ms");
+}

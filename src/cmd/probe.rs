@@ -252,6 +252,9 @@ fn hop_text(f: &Flow) -> String {
         })
         .collect::<Vec<_>>()
         .join(" > ")
+        + &f.hops_from
+            .map(|p| format!("  (as {p}: same recorded route)"))
+            .unwrap_or_default()
 }
 
 fn outcome_text(f: &Flow) -> String {

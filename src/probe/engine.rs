@@ -204,6 +204,8 @@ struct Engine {
     sent: HashMap<u32, Sent>,
     /// Each flow's most recent probe.
     last_sent: HashMap<usize, u32>,
+    /// Record Route options echoed in TCP replies, by the seq of the probe they answer.
+    records: HashMap<u32, Vec<std::net::Ipv4Addr>>,
     answers: HashMap<u32, Answer>,
     buckets: HashMap<IpAddr, Bucket>,
     flow_of_port: HashMap<u16, usize>,
@@ -328,6 +330,7 @@ pub fn run(cfg: Config) -> Result<Outcomes, ProbeError> {
         counter: 0,
         sent: HashMap::new(),
         last_sent: HashMap::new(),
+        records: HashMap::new(),
         answers: HashMap::new(),
         buckets: HashMap::new(),
         started,
@@ -440,6 +443,8 @@ fn flow_from_attempts(
         traced: false,
         hops: Vec::new(),
         last_responding_hop: None,
+        recorded_route: None,
+        hops_from: None,
     }
 }
 
@@ -472,6 +477,11 @@ impl Engine {
     }
 
     fn send_probe(&mut self, flow: usize, ttl: u8) -> u32 {
+        self.send_probe_opt(flow, ttl, false)
+    }
+
+    /// Send a probe; with `record_route`, an IPv4 probe carrying the Record Route option.
+    fn send_probe_opt(&mut self, flow: usize, ttl: u8, record_route: bool) -> u32 {
         self.counter = self.counter.wrapping_add(1);
         let seq = self.seq_base.wrapping_add(self.counter.wrapping_mul(0x101));
         let p = Probe {
@@ -484,7 +494,14 @@ impl Engine {
             ip_id: ((self.counter % 65535) + 1) as u16,
             flow_label: self.flow_label(flow),
         };
-        if let Some(pkt) = packet::build_syn(&p) {
+        let pkt = packet::build_syn(&p).and_then(|syn| {
+            if record_route {
+                packet::with_record_route(&syn)
+            } else {
+                Some(syn)
+            }
+        });
+        if let Some(pkt) = pkt {
             let to = SockAddr::from(SocketAddr::new(self.cfg.dst, 0));
             // A failed send (ENOBUFS, EHOSTUNREACH) is a silent probe, reported as such.
             let _ = self.send.send_to(&pkt, &to);
@@ -526,7 +543,15 @@ impl Engine {
                 // SAFETY: recv_from initialised the first n bytes.
                 let data: &[u8] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), n) };
                 let reply = match (self.src, from.as_socket().map(|a| a.ip())) {
-                    (IpAddr::V4(_), _) => packet::parse_v4(data),
+                    (IpAddr::V4(_), _) => {
+                        let r = packet::parse_v4(data);
+                        if let (Some(r), 1) = (&r, sock_i) {
+                            if let Some(rec) = packet::record_route(data) {
+                                self.records.entry(r.key.seq).or_insert(rec);
+                            }
+                        }
+                        r
+                    }
                     (IpAddr::V6(local), Some(IpAddr::V6(f))) => {
                         if sock_i == 0 {
                             packet::parse_v6_icmp(data, f)
@@ -818,18 +843,61 @@ impl Engine {
         }
     }
 
+    /// IPv4: one full-TTL SYN with the Record Route option per reaching flow. Each router on the
+    /// way writes its outgoing address and the destination echoes the option in its answer, so
+    /// flows with the same record took the same routers (forward and back) without a single
+    /// ICMP message. Returns groups of flows (indices) by identical non-empty record; flows whose
+    /// option did not come back filled (stripped, or the answer lost) are in no group.
+    fn record_routes(&mut self, flows: &mut [Flow]) -> Vec<Vec<usize>> {
+        if self.cfg.dst.is_ipv6() {
+            return Vec::new();
+        }
+        let reached: Vec<usize> = (0..flows.len())
+            .filter(|i| flows[*i].outcome.reached())
+            .collect();
+        let seqs: Vec<(usize, u32)> = reached
+            .iter()
+            .map(|i| (*i, self.send_probe_opt(*i, self.cfg.max_ttl, true)))
+            .collect();
+        let all: Vec<u32> = seqs.iter().map(|x| x.1).collect();
+        let until = Instant::now() + self.round_timeout().min(self.left());
+        self.pump(until, &|e: &Engine| {
+            all.iter().all(|s| e.records.contains_key(s))
+        });
+        let mut groups: BTreeMap<Vec<std::net::Ipv4Addr>, Vec<usize>> = BTreeMap::new();
+        for (i, s) in seqs {
+            if let Some(rec) = self.records.get(&s).filter(|r| !r.is_empty()) {
+                flows[i].recorded_route = Some(rec.iter().map(|a| IpAddr::V4(*a)).collect());
+                groups.entry(rec.clone()).or_default().push(i);
+            }
+        }
+        groups.into_values().collect()
+    }
+
     /// Phase 2: hop by hop.
     fn trace(&mut self, flows: &mut [Flow]) {
         let n = flows.len();
+        let groups = if self.cfg.hops == HopsMode::Needed {
+            self.record_routes(flows)
+        } else {
+            Vec::new()
+        };
         let mut chosen: Vec<usize> = (0..n)
             .filter(|i| flows[*i].failing() || !flows[*i].consistent)
             .collect();
         match self.cfg.hops {
             HopsMode::All => chosen = (0..n).collect(),
             HopsMode::Needed => {
-                // A few reaching flows, spread over the local next hops.
+                // IPv4: reaching flows that recorded the same route took the same routers;
+                // trace one of each such group. The rest: a few, spread over the local next hops.
+                for g in &groups {
+                    if let Some(first) = g.first() {
+                        chosen.push(*first);
+                    }
+                }
+                let grouped: BTreeSet<usize> = groups.iter().flatten().copied().collect();
                 let mut by_route: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-                for i in (0..n).filter(|i| !chosen.contains(i)) {
+                for i in (0..n).filter(|i| !chosen.contains(i) && !grouped.contains(i)) {
                     let k = flows[i]
                         .local_route
                         .as_ref()
@@ -849,6 +917,7 @@ impl Engine {
                 }
                 chosen.extend(extra);
                 chosen.sort_unstable();
+                chosen.dedup();
             }
             HopsMode::None => return,
         }
@@ -996,6 +1065,32 @@ impl Engine {
                 .collect();
             if f.failing() {
                 f.last_responding_hop = f.hops.iter().rev().find(|h| h.address.is_some()).cloned();
+            }
+        }
+        // Flows that recorded the same route as a traced one share its hops.
+        for g in &groups {
+            let Some(&rep) = g.iter().find(|i| flows[**i].traced) else {
+                continue;
+            };
+            let (rep_sport, rep_hops) = (flows[rep].sport, flows[rep].hops.clone());
+            let members: Vec<usize> = g
+                .iter()
+                .copied()
+                .filter(|m| *m != rep && !flows[*m].traced)
+                .collect();
+            for m in members {
+                let f = &mut flows[m];
+                f.traced = true;
+                f.hops_from = Some(rep_sport);
+                f.hops = rep_hops
+                    .iter()
+                    .map(|h| Hop {
+                        ttl: h.ttl,
+                        address: h.address,
+                        rtt_ms: None,
+                        note: Some("recorded-route"),
+                    })
+                    .collect();
             }
         }
     }

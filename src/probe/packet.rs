@@ -309,6 +309,83 @@ fn build(
     }
 }
 
+/// The IPv4 Record Route option (RFC 791): type 7, room for 9 addresses, then an end-of-options
+/// byte: 40 bytes, the most an IPv4 header holds.
+const RR_OPTION_LEN: usize = 39;
+const RR_SLOTS: usize = 9;
+
+/// A built IPv4 probe with a Record Route option inserted: every router that forwards it writes
+/// its outgoing address, and a Linux destination echoes the option in its SYN-ACK (adding its
+/// own address, then the return path's routers add theirs). The 5-tuple, and so the ECMP
+/// choice, is unchanged; the TCP checksum does not cover IP options. `None` for IPv6, a packet
+/// that already has options, or one too short to be a probe.
+pub fn with_record_route(pkt: &[u8]) -> Option<Vec<u8>> {
+    if pkt.first()? >> 4 != 4 || pkt.first()? & 0x0f != 5 || pkt.len() < IPV4_HEADER {
+        return None;
+    }
+    let mut out = Vec::with_capacity(pkt.len() + RR_OPTION_LEN + 1);
+    out.extend_from_slice(&pkt[..IPV4_HEADER]);
+    out.push(7);
+    out.push(RR_OPTION_LEN as u8);
+    out.push(4);
+    out.extend_from_slice(&[0u8; RR_SLOTS * 4]);
+    out.push(0); // end of options list
+    out.extend_from_slice(&pkt[IPV4_HEADER..]);
+    let total = u16::try_from(out.len()).ok()?;
+    let mut ip = MutableIpv4Packet::new(&mut out)?;
+    ip.set_header_length(((IPV4_HEADER + RR_OPTION_LEN + 1) / 4) as u8);
+    ip.set_total_length(total);
+    ip.set_checksum(0);
+    let sum = ipv4::checksum(&ip.to_immutable());
+    ip.set_checksum(sum);
+    Some(out)
+}
+
+/// The addresses recorded in an IPv4 packet's Record Route option, in order (only the filled
+/// slots). `None` when the packet carries no such option or it is malformed.
+pub fn record_route(packet: &[u8]) -> Option<Vec<Ipv4Addr>> {
+    if packet.first()? >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(packet.first()? & 0x0f) * 4;
+    let opts = packet.get(IPV4_HEADER..ihl)?;
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => return None,
+            1 => i += 1,
+            kind => {
+                let len = usize::from(*opts.get(i + 1)?);
+                if len < 2 || i + len > opts.len() {
+                    return None;
+                }
+                if kind == 7 {
+                    let ptr = usize::from(*opts.get(i + 2)?);
+                    if !(4..=len + 1).contains(&ptr) {
+                        return None;
+                    }
+                    let data = opts.get(i + 3..i + len)?;
+                    let filled = ((ptr - 4) / 4).min(data.len() / 4);
+                    return Some(
+                        (0..filled)
+                            .map(|k| {
+                                Ipv4Addr::new(
+                                    data[4 * k],
+                                    data[4 * k + 1],
+                                    data[4 * k + 2],
+                                    data[4 * k + 3],
+                                )
+                            })
+                            .collect(),
+                    );
+                }
+                i += len;
+            }
+        }
+    }
+    None
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parsing
 // ---------------------------------------------------------------------------------------------
@@ -1146,5 +1223,50 @@ mod tests {
         assert_eq!(unreachable_name(true, 1), "administratively prohibited");
         assert_eq!(unreachable_name(true, 3), "address unreachable");
         assert_eq!(unreachable_name(false, 200), "unreachable (unknown code)");
+    }
+}
+
+#[cfg(test)]
+mod record_route_tests {
+    use super::*;
+
+    #[test]
+    fn record_route_is_inserted_and_read_back() {
+        let p = Probe {
+            src: "198.18.20.10".parse().unwrap(),
+            dst: "198.18.30.10".parse().unwrap(),
+            sport: 33000,
+            dport: 8080,
+            ttl: 16,
+            seq: 7,
+            ip_id: 9,
+            flow_label: 0,
+        };
+        let syn = build_syn(&p).unwrap();
+        let rr = with_record_route(&syn).unwrap();
+        assert_eq!(rr.len(), syn.len() + 40);
+        assert_eq!(rr[0], 0x4f);
+        let ip = pnet_packet::ipv4::Ipv4Packet::new(&rr).unwrap();
+        assert_eq!(ipv4::checksum(&ip), ip.get_checksum());
+        assert_eq!(record_route(&rr), Some(vec![]));
+        // The TCP segment is untouched (its checksum does not cover IP options).
+        assert_eq!(&rr[60..], &syn[20..]);
+        assert!(with_record_route(&rr).is_none(), "options already present");
+        // Two routers recorded.
+        let mut two = rr.clone();
+        two[22] = 12;
+        two[23..27].copy_from_slice(&[198, 18, 22, 1]);
+        two[27..31].copy_from_slice(&[198, 18, 24, 1]);
+        assert_eq!(
+            record_route(&two),
+            Some(vec![
+                Ipv4Addr::new(198, 18, 22, 1),
+                Ipv4Addr::new(198, 18, 24, 1)
+            ])
+        );
+        for n in 0..two.len() {
+            let _ = record_route(&two[..n]);
+        }
+        assert!(record_route(&syn).is_none());
     }
 }

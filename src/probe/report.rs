@@ -78,6 +78,14 @@ pub struct Flow {
     /// The farthest hop that answered (a traced flow that did not reach the destination).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_responding_hop: Option<Hop>,
+    /// IPv4: the Record Route option the destination echoed (routers' outgoing addresses on the
+    /// way there, the destination's, then the way back), when it came back filled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_route: Option<Vec<IpAddr>>,
+    /// The hops are those traced for the flow with this source port, which recorded the same
+    /// route (hop notes `recorded-route`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hops_from: Option<u16>,
 }
 
 impl Flow {
@@ -357,6 +365,12 @@ pub fn summarise(flows: &[Flow], dst: IpAddr, port: u16) -> Summary {
             "{untraced_ok} reaching flow(s) not traced hop by hop (--hops all traces every flow)"
         ));
     }
+    let by_record = flows.iter().filter(|f| f.hops_from.is_some()).count();
+    if by_record > 0 {
+        lines.push(format!(
+            "hops of {by_record} flow(s) come from a traced flow with the same recorded route (IPv4 Record Route echoed by the destination)"
+        ));
+    }
     let rate_limited: usize = flows
         .iter()
         .flat_map(|f| f.hops.iter())
@@ -429,6 +443,8 @@ mod tests {
             local_route: None,
             traced: true,
             last_responding_hop: (!reached).then(|| hop(2, Some(gw))),
+            recorded_route: None,
+            hops_from: None,
             hops,
         }
     }

@@ -31,6 +31,8 @@ complete -c vmpath -n "__fish_vmpath_needs_command" -s h -l help -d 'Print help 
 complete -c vmpath -n "__fish_vmpath_needs_command" -s V -l version -d 'Print version'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "walk" -d 'Walk one VM\'s path on this hypervisor and check every hop'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "probe" -d 'Trace many TCP flows to DST at once, one fixed 5-tuple each: which flows fail, and where'
+complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "routers" -d 'On a gateway node: every HA router (qrouter namespace) at a glance'
+complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "router" -d 'On a gateway node: one HA router, every check with evidence and fix'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER] (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l timeout -d 'How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l mtu -d 'Expected network MTU (default: dnsmasq\'s MTU option)' -r
@@ -62,3 +64,21 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l json -d 'Print o
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s V -l version -d 'Print version'
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l netns-dir -d 'Directory of the host\'s named network namespaces' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l ha-confs -d 'Neutron\'s ha_confs directory (default: from keepalived\'s command lines)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l peer -d 'The other gateway\'s `vmpath routers --json`: check that exactly one is primary' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l timeout -d 'How long to wait for each namespace\'s netlink answers: 2s, 500ms' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -s V -l version -d 'Print version'
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l netns-dir -d 'Directory of the host\'s named network namespaces' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l ha-confs -d 'Neutron\'s ha_confs directory (default: from keepalived\'s command lines)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l peer -d 'The other gateway\'s `vmpath routers --json`: check that exactly one is primary' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l timeout -d 'How long to wait for each namespace\'s netlink answers: 2s, 500ms' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -s V -l version -d 'Print version'

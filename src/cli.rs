@@ -57,6 +57,25 @@ pub enum Command {
     /// Trace many TCP flows to DST at once, one fixed 5-tuple each: which flows fail, and where
     #[command(after_help = PROBE_EXIT_CODES_HELP)]
     Probe(crate::cmd::probe::ProbeArgs),
+    /// On a gateway node: every HA router (qrouter namespace) at a glance
+    #[command(after_help = EXIT_CODES_HELP, after_long_help = routers_long_help())]
+    Routers(crate::cmd::routers::RoutersArgs),
+    /// On a gateway node: one HA router, every check with evidence and fix
+    #[command(after_help = EXIT_CODES_HELP, after_long_help = routers_long_help())]
+    Router(crate::cmd::routers::RouterArgs),
+}
+
+fn routers_long_help() -> String {
+    let w = crate::check::router::ROUTER_CATALOGUE
+        .iter()
+        .map(|(id, _)| id.len())
+        .max()
+        .unwrap_or(0);
+    let mut s = String::from("Checks (stable ids):\n");
+    for (id, what) in crate::check::router::ROUTER_CATALOGUE {
+        s.push_str(&format!("  {id:<w$}  {what}\n"));
+    }
+    format!("{s}\n{EXIT_CODES_HELP}")
 }
 
 pub const PROBE_EXIT_CODES_HELP: &str = "\
@@ -89,6 +108,8 @@ pub fn main() -> ExitCode {
     let code = match &cli.command {
         Command::Walk(a) => crate::cmd::walk::exec(&cli.global, a),
         Command::Probe(a) => crate::cmd::probe::exec(&cli.global, a),
+        Command::Routers(a) => crate::cmd::routers::exec_routers(&cli.global, a),
+        Command::Router(a) => crate::cmd::routers::exec_router(&cli.global, a),
     };
     ExitCode::from(code)
 }

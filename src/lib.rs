@@ -9,5 +9,6 @@ pub mod model;
 pub mod output;
 pub mod port;
 pub mod probe;
+pub mod routers;
 pub mod target;
 pub mod walk;

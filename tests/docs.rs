@@ -15,6 +15,9 @@ fn readme_lists_every_check_id_and_exit_code() {
             "README.md lacks exit code {code}"
         );
     }
+    for (id, _) in vmpath::check::router::ROUTER_CATALOGUE {
+        assert!(readme.contains(&format!("`{id}`")), "README.md does not list {id}");
+    }
     let help = vmpath::check::catalogue_help();
     for (id, _) in vmpath::check::CATALOGUE {
         assert!(help.contains(id));

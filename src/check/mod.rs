@@ -4,6 +4,7 @@ pub mod bgp;
 pub mod dhcp;
 pub mod host;
 pub mod metadata;
+pub mod router;
 pub mod sg;
 
 /// Every check id `walk` can emit, in path order, with its meaning. Shown by `vmpath walk

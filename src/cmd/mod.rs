@@ -1,4 +1,5 @@
 //! One file per subcommand: argument definitions and rendering; the work is elsewhere.
 
 pub mod probe;
+pub mod routers;
 pub mod walk;

@@ -1,0 +1,525 @@
+//! Checks of one Neutron HA router on a gateway node (pure: facts in, findings out).
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::collect::keepalived::{Keepalived, VrrpInstance};
+use crate::collect::netlink::HostNet;
+use crate::collect::nsscan::Conntrack;
+use crate::model::{Check, Status};
+
+/// Router check ids, in the order they run, with their meaning.
+pub const ROUTER_CATALOGUE: &[(&str, &str)] = &[
+    ("router.namespace", "the qrouter-<id> namespace exists and can be read"),
+    ("router.interfaces", "its qr- (tenant), qg- (external) and ha- (HA network) interfaces exist and are up"),
+    ("router.keepalived", "keepalived (and its VRRP child) runs for this router, in its namespace"),
+    ("router.vrrp", "keepalived, Neutron's state file and the addresses (the VIP on ha-) agree on primary/backup"),
+    ("router.gateway", "the gateway addresses (virtual_ipaddress_excluded: qr-, qg-) are on the primary only"),
+    ("router.default_route", "the primary has its default route via qg-"),
+    ("router.conntrack", "the namespace's conntrack count is below 80 % (warn) / 95 % (fail) of the global nf_conntrack_max; no drops"),
+    ("router.peer", "with --peer: exactly one of the two gateways is primary"),
+];
+
+/// Everything known about one router on this node.
+#[derive(Debug, Clone)]
+pub struct RouterFacts<'a> {
+    pub router_id: &'a str,
+    pub namespace: &'a str,
+    pub net: Result<&'a HostNet, &'a str>,
+    pub conntrack: &'a Conntrack,
+    pub conntrack_max: Option<u64>,
+    pub keepalived: Option<&'a Keepalived>,
+    /// The VRRP instance from the router's keepalived.conf, or why it could not be read.
+    pub instance: Result<&'a VrrpInstance, String>,
+    /// What the state file says (`primary`, `backup`, …), or why it could not be read.
+    pub state_file: Result<String, String>,
+    pub state_path: String,
+}
+
+/// The three views of a router's VRRP state, side by side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Views {
+    /// keepalived: `running` (its VRRP child alive), `dead`, or `no VRRP child`.
+    pub keepalived: String,
+    /// Neutron's state file: `primary`, `backup`, … or `-`.
+    pub state_file: String,
+    /// The addresses: `primary` (the VIP is configured), `backup` (it is not), or `-`.
+    pub addresses: String,
+}
+
+fn has_addr(net: &HostNet, addr: IpAddr, dev: Option<&str>) -> bool {
+    net.addrs.iter().any(|a| {
+        a.addr == addr
+            && dev.is_none_or(|d| net.link_by_index(a.index).is_some_and(|l| l.name == d))
+    })
+}
+
+/// Whether the VIP is configured here: `Some(true/false)`, or `None` when unknown.
+pub fn holds_vip(f: &RouterFacts) -> Option<bool> {
+    let net = f.net.ok()?;
+    let inst = f.instance.as_ref().ok()?;
+    if inst.vips.is_empty() {
+        return None;
+    }
+    Some(
+        inst.vips
+            .iter()
+            .all(|v| has_addr(net, v.addr, v.dev.as_deref())),
+    )
+}
+
+pub fn views(f: &RouterFacts) -> Views {
+    Views {
+        keepalived: match f.keepalived {
+            Some(k) if k.vrrp_pid.is_some() => "running".into(),
+            Some(_) => "no VRRP child".into(),
+            None => "dead".into(),
+        },
+        state_file: f.state_file.clone().unwrap_or_else(|_| "-".into()),
+        addresses: match holds_vip(f) {
+            Some(true) => "primary".into(),
+            Some(false) => "backup".into(),
+            None => "-".into(),
+        },
+    }
+}
+
+fn ns_exec(ns: &str, cmd: &str) -> String {
+    format!("ip netns exec {ns} {cmd}")
+}
+
+/// All checks for one router.
+pub fn checks(f: &RouterFacts) -> Vec<Check> {
+    let mut out = Vec::new();
+    let ns = f.namespace;
+    let net = match f.net {
+        Ok(n) => {
+            out.push(
+                Check::ok("router.namespace", format!("{ns} readable")).evidence(format!(
+                    "{} interfaces, {} addresses",
+                    n.links.len(),
+                    n.addrs.len()
+                )),
+            );
+            n
+        }
+        Err(e) => {
+            out.push(
+                Check::fail("router.namespace", format!("{ns} cannot be read"))
+                    .evidence(e.to_string())
+                    .fix(format!(
+                        "check `ip netns list` and the l3 agent's log for router {}",
+                        f.router_id
+                    )),
+            );
+            return out;
+        }
+    };
+
+    // Interfaces.
+    let mut seen = Vec::new();
+    let mut down = Vec::new();
+    for prefix in ["qr-", "qg-", "ha-"] {
+        let ls: Vec<_> = net
+            .links
+            .iter()
+            .filter(|l| l.name.starts_with(prefix))
+            .collect();
+        for l in &ls {
+            seen.push(format!("{} {} mtu {}", l.name, l.oper, l.mtu));
+            if !l.is_oper_up() {
+                down.push(l.name.clone());
+            }
+        }
+    }
+    let has = |p: &str| net.links.iter().any(|l| l.name.starts_with(p));
+    let missing: Vec<&str> = ["qr-", "ha-"].into_iter().filter(|p| !has(p)).collect();
+    out.push(if !down.is_empty() {
+        Check::fail("router.interfaces", format!("down: {}", down.join(", ")))
+            .evidences(seen.clone())
+            .fix(format!("{} (and find why: `ip netns exec {ns} ip -d link`)", ns_exec(ns, &format!("ip link set {} up", down[0]))))
+    } else if !missing.is_empty() {
+        Check::fail("router.interfaces", format!("no {} interface in {ns}", missing.join(" or ")))
+            .evidences(seen.clone())
+            .fix("the l3 agent did not plug this router's ports: check its log and `openstack router show`")
+    } else {
+        Check::ok("router.interfaces", "qr-, ha- (and qg-) up").evidences(seen.clone())
+    });
+
+    // keepalived.
+    let ka = match (f.keepalived, &f.instance) {
+        (Some(k), _) if k.vrrp_pid.is_some() => Check::ok("router.keepalived", format!("keepalived pid {} running", k.pid))
+            .evidence(format!("VRRP child pid {}", k.vrrp_pid.unwrap_or(0))),
+        (Some(k), _) => Check::fail("router.keepalived", format!("keepalived pid {} has no VRRP child", k.pid))
+            .fix("restart the router's keepalived (the l3 agent respawns it: `systemctl restart neutron-l3-agent`)"),
+        (None, _) => Check::fail("router.keepalived", format!("no keepalived runs in {ns}"))
+            .evidence(format!("state file {}: {}", f.state_path, f.state_file.clone().unwrap_or_else(|e| e)))
+            .fix("restart the l3 agent so it respawns keepalived for this router (`systemctl restart neutron-l3-agent`), then re-run"),
+    };
+    let alive = ka.status == Status::Ok;
+    out.push(ka);
+
+    // VRRP: the three views.
+    let v = views(f);
+    let vip = holds_vip(f);
+    let inst = f.instance.as_ref().ok();
+    let vip_text = inst
+        .map(|i| {
+            i.vips
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}/{} dev {}",
+                        a.addr,
+                        a.prefix_len,
+                        a.dev.as_deref().unwrap_or("?")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let evidence = vec![
+        format!("keepalived: {}", v.keepalived),
+        format!(
+            "state file {}: {}",
+            f.state_path,
+            f.state_file.clone().unwrap_or_else(|e| e)
+        ),
+        format!(
+            "VIP {vip_text}: {}",
+            match vip {
+                Some(true) => "configured",
+                Some(false) => "absent",
+                None => "unknown",
+            }
+        ),
+    ];
+    let state = f.state_file.as_deref().ok();
+    let vrrp = match (alive, state, vip) {
+        (_, _, None) => Check::unknown("router.vrrp", "cannot tell whether this node holds the VIP")
+            .evidences(evidence.clone())
+            .fix(match &f.instance {
+                Err(e) => format!("read the router's keepalived.conf: {e}"),
+                Ok(_) => "run as root".to_string(),
+            }),
+        (true, Some("primary"), Some(true)) => Check::ok("router.vrrp", "primary: state file and VIP agree").evidences(evidence.clone()),
+        (true, Some("backup"), Some(false)) => Check::ok("router.vrrp", "backup: state file and VIP agree").evidences(evidence.clone()),
+        (false, _, Some(true)) => Check::fail("router.vrrp", "keepalived is dead but this node still holds the VIP: stale primary (the other gateway may be primary too)")
+            .evidences(evidence.clone())
+            .fix(format!("restart the l3 agent so keepalived comes back (or remove the stale addresses: {})", ns_exec(ns, &format!("ip addr del {vip_text}")))),
+        (false, Some("primary"), Some(false)) => Check::fail("router.vrrp", "keepalived is dead and the state file still says primary (stale)")
+            .evidences(evidence.clone())
+            .fix("restart the l3 agent so keepalived comes back and rewrites the state file"),
+        (false, _, Some(false)) => Check::fail("router.vrrp", "keepalived is dead: this node cannot take over")
+            .evidences(evidence.clone())
+            .fix("restart the l3 agent so keepalived comes back"),
+        (true, Some("primary"), Some(false)) => Check::fail("router.vrrp", "state file says primary but the VIP is not configured (stale state file)")
+            .evidences(evidence.clone())
+            .fix("Neutron reports this router active here while it is not: restart neutron-keepalived-state-change / the l3 agent to rewrite the state"),
+        (true, Some(s), Some(true)) => Check::fail("router.vrrp", format!("this node holds the VIP but the state file says {s}"))
+            .evidences(evidence.clone())
+            .fix("Neutron believes another node is active: restart the l3 agent to resync the state file"),
+        (true, Some(s), Some(false)) => Check::warn("router.vrrp", format!("state file says {s}")).evidences(evidence.clone())
+            .fix("check keepalived's log for this router (FAULT usually means the ha- interface is down)"),
+        (true, None, Some(h)) => Check::warn("router.vrrp", format!("no readable state file; the VIP is {}", if h { "here" } else { "not here" }))
+            .evidences(evidence.clone())
+            .fix(format!("check {}", f.state_path)),
+    };
+    let primary_here = vip == Some(true);
+    out.push(vrrp);
+
+    // Gateway addresses: on the primary only.
+    if let Some(i) = inst {
+        let present: Vec<String> = i
+            .excluded
+            .iter()
+            .filter(|a| has_addr(net, a.addr, a.dev.as_deref()))
+            .map(|a| {
+                format!(
+                    "{}/{} dev {}",
+                    a.addr,
+                    a.prefix_len,
+                    a.dev.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        let absent: Vec<String> = i
+            .excluded
+            .iter()
+            .filter(|a| !has_addr(net, a.addr, a.dev.as_deref()))
+            .map(|a| {
+                format!(
+                    "{}/{} dev {}",
+                    a.addr,
+                    a.prefix_len,
+                    a.dev.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        let ev: Vec<String> = present
+            .iter()
+            .map(|p| format!("present: {p}"))
+            .chain(absent.iter().map(|a| format!("absent: {a}")))
+            .collect();
+        out.push(
+            match (primary_here, present.is_empty(), absent.is_empty()) {
+                (true, _, true) => {
+                    Check::ok("router.gateway", "primary holds every gateway address").evidences(ev)
+                }
+                (true, _, false) => Check::fail(
+                    "router.gateway",
+                    format!("primary lacks {}", absent.join(", ")),
+                )
+                .evidences(ev)
+                .fix(format!(
+                    "{} (keepalived should have added it: check its log)",
+                    ns_exec(ns, &format!("ip addr add {}", absent[0]))
+                )),
+                (false, true, _) => {
+                    Check::ok("router.gateway", "backup holds no gateway address").evidences(ev)
+                }
+                (false, false, _) => Check::fail(
+                    "router.gateway",
+                    format!(
+                        "backup still holds {}: two gateways answer for it",
+                        present.join(", ")
+                    ),
+                )
+                .evidences(ev)
+                .fix(ns_exec(ns, &format!("ip addr del {}", present[0]))),
+            },
+        );
+    }
+
+    // Default route via qg- on the primary.
+    let default = net.routes.iter().find(|r| {
+        r.prefix_len == 0 && r.dst.is_ipv4() && r.table == crate::collect::netlink::TABLE_MAIN
+    });
+    let via = default.map(|r| {
+        r.nexthops
+            .iter()
+            .map(|h| {
+                format!(
+                    "via {} dev {}",
+                    h.gateway
+                        .map(|g| g.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    h.oif.map(|o| net.ifname(o)).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let via_qg = default.is_some_and(|r| {
+        r.nexthops
+            .iter()
+            .any(|h| h.oif.is_some_and(|o| net.ifname(o).starts_with("qg-")))
+    });
+    out.push(match (primary_here, via_qg, &via) {
+        (true, true, Some(v)) => Check::ok("router.default_route", format!("default {v}")),
+        (true, _, Some(v)) => Check::fail("router.default_route", format!("default route is {v}, not via qg-"))
+            .fix("check the router's external gateway (`openstack router show`) and keepalived's virtual_routes"),
+        (true, _, None) => Check::fail("router.default_route", "primary has no default route")
+            .fix("keepalived installs it from virtual_routes on becoming primary: check its log and the router's external gateway"),
+        (false, _, _) => Check::ok("router.default_route", "backup: no default route expected".to_string())
+            .evidence(via.unwrap_or_else(|| "no default route".into())),
+    });
+
+    // Conntrack.
+    let ct = f.conntrack;
+    let drops = format!(
+        "drop {} early_drop {} insert_failed {}",
+        ct.drop, ct.early_drop, ct.insert_failed
+    );
+    out.push(match (ct.count, f.conntrack_max) {
+        (None, _) => Check::ok("router.conntrack", "conntrack not in use in this namespace"),
+        (Some(c), Some(m)) if m > 0 => {
+            let pct = c as f64 * 100.0 / m as f64;
+            let s = format!("{c} of {m} entries ({pct:.1} %)");
+            let fix = format!(
+                "find the top talkers (`{}`), or raise net.netfilter.nf_conntrack_max on the host",
+                ns_exec(
+                    ns,
+                    "conntrack -L | awk '{print $5}' | sort | uniq -c | sort -rn | head"
+                )
+            );
+            if pct >= 95.0 {
+                Check::fail(
+                    "router.conntrack",
+                    format!("{s}: table (nearly) full, new connections are dropped"),
+                )
+                .evidence(drops)
+                .fix(fix)
+            } else if pct >= 80.0 {
+                Check::warn("router.conntrack", format!("{s}: above 80 %"))
+                    .evidence(drops)
+                    .fix(fix)
+            } else if ct.drop > 0 || ct.early_drop > 0 {
+                Check::warn(
+                    "router.conntrack",
+                    format!("{s}, but packets were dropped for a full table"),
+                )
+                .evidence(drops)
+                .fix(fix)
+            } else {
+                Check::ok("router.conntrack", s).evidence(drops)
+            }
+        }
+        (Some(c), _) => Check::unknown(
+            "router.conntrack",
+            format!("{c} entries; nf_conntrack_max unreadable"),
+        )
+        .fix("run as root"),
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::keepalived::parse_conf;
+    use crate::collect::netlink::{Addr, Link, NextHop, Route};
+
+    const CONF: &str = "vrrp_instance VR_1 {\n state BACKUP\n interface ha-aaaa\n virtual_router_id 1\n advert_int 1\n virtual_ipaddress {\n 169.254.0.1/24 dev ha-aaaa\n }\n virtual_ipaddress_excluded {\n 192.0.2.1/24 dev qr-bbbb\n }\n}\n";
+
+    fn link(i: u32, n: &str) -> Link {
+        Link {
+            index: i,
+            name: n.into(),
+            admin_up: true,
+            oper: "up".into(),
+            mtu: 1450,
+            mac: None,
+            kind: None,
+        }
+    }
+
+    fn net(primary: bool) -> HostNet {
+        let mut addrs = vec![];
+        let mut routes = vec![];
+        if primary {
+            addrs.push(Addr {
+                index: 1,
+                addr: "169.254.0.1".parse().unwrap(),
+                prefix_len: 24,
+                noprefixroute: false,
+                scope: 0,
+            });
+            addrs.push(Addr {
+                index: 2,
+                addr: "192.0.2.1".parse().unwrap(),
+                prefix_len: 24,
+                noprefixroute: false,
+                scope: 0,
+            });
+            routes.push(Route {
+                dst: "0.0.0.0".parse().unwrap(),
+                prefix_len: 0,
+                table: 254,
+                kind: "unicast".into(),
+                protocol: "static".into(),
+                scope: "universe".into(),
+                nexthops: vec![NextHop {
+                    oif: Some(3),
+                    gateway: Some("203.0.113.1".parse().unwrap()),
+                }],
+            });
+        }
+        HostNet {
+            links: vec![link(1, "ha-aaaa"), link(2, "qr-bbbb"), link(3, "qg-cccc")],
+            addrs,
+            routes,
+            neighs: vec![],
+        }
+    }
+
+    fn run(net: &HostNet, alive: bool, state: &str, count: Option<u64>) -> Vec<Check> {
+        let inst = parse_conf(CONF).unwrap();
+        let ka = Keepalived {
+            pid: 10,
+            conf: None,
+            vrrp_pid: Some(11),
+            netns_inode: 0,
+        };
+        let ct = Conntrack {
+            count,
+            ..Conntrack::default()
+        };
+        let f = RouterFacts {
+            router_id: "r",
+            namespace: "qrouter-r",
+            net: Ok(net),
+            conntrack: &ct,
+            conntrack_max: Some(1000),
+            keepalived: alive.then_some(&ka),
+            instance: Ok(&inst[0]),
+            state_file: Ok(state.into()),
+            state_path: "/x/state".into(),
+        };
+        checks(&f)
+    }
+
+    fn status(c: &[Check], id: &str) -> Status {
+        c.iter()
+            .find(|x| x.id == id)
+            .map(|x| x.status)
+            .unwrap_or_else(|| panic!("{id} missing"))
+    }
+
+    #[test]
+    fn healthy_primary_and_backup() {
+        let p = run(&net(true), true, "primary", Some(10));
+        assert!(p.iter().all(|c| c.status == Status::Ok), "{p:#?}");
+        let b = run(&net(false), true, "backup", None);
+        assert!(b.iter().all(|c| c.status == Status::Ok), "{b:#?}");
+    }
+
+    #[test]
+    fn stale_and_inconsistent_states_fail() {
+        // keepalived killed on the primary: VIP and state file left behind.
+        let c = run(&net(true), false, "primary", Some(1));
+        assert_eq!(status(&c, "router.keepalived"), Status::Fail);
+        assert_eq!(status(&c, "router.vrrp"), Status::Fail);
+        // state file primary, VIP absent.
+        let c = run(&net(false), true, "primary", Some(1));
+        assert_eq!(status(&c, "router.vrrp"), Status::Fail);
+        // backup holding the gateway address.
+        let mut n = net(false);
+        n.addrs.push(Addr {
+            index: 2,
+            addr: "192.0.2.1".parse().unwrap(),
+            prefix_len: 24,
+            noprefixroute: false,
+            scope: 0,
+        });
+        let c = run(&n, true, "backup", Some(1));
+        assert_eq!(status(&c, "router.gateway"), Status::Fail);
+    }
+
+    #[test]
+    fn conntrack_thresholds() {
+        assert_eq!(
+            status(
+                &run(&net(true), true, "primary", Some(790)),
+                "router.conntrack"
+            ),
+            Status::Ok
+        );
+        assert_eq!(
+            status(
+                &run(&net(true), true, "primary", Some(800)),
+                "router.conntrack"
+            ),
+            Status::Warn
+        );
+        assert_eq!(
+            status(
+                &run(&net(true), true, "primary", Some(950)),
+                "router.conntrack"
+            ),
+            Status::Fail
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! `vmpath routers` and `vmpath router ROUTER_ID` on a gateway node.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use comfy_table::{presets, ContentArrangement, Table};
+
+use crate::cli::GlobalArgs;
+use crate::config;
+use crate::model::{exit, exit_code};
+use crate::output::{self, Style};
+use crate::routers::{self, Options, RoutersReport};
+
+#[derive(Debug, Args)]
+pub struct RoutersArgs {
+    /// Directory of the host's named network namespaces
+    #[arg(long, value_name = "DIR", default_value = "/run/netns")]
+    pub netns_dir: PathBuf,
+    /// Neutron's ha_confs directory (default: from keepalived's command lines)
+    #[arg(long, value_name = "DIR")]
+    pub ha_confs: Option<PathBuf>,
+    /// The other gateway's `vmpath routers --json`: check that exactly one is primary
+    #[arg(long, value_name = "FILE")]
+    pub peer: Option<PathBuf>,
+    /// How long to wait for each namespace's netlink answers: 2s, 500ms
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RouterArgs {
+    /// The router's UUID (its namespace is qrouter-<UUID>)
+    #[arg(value_name = "ROUTER_ID")]
+    pub router_id: String,
+    #[command(flatten)]
+    pub common: RoutersArgs,
+}
+
+fn options(a: &RoutersArgs, only: Option<String>) -> Result<Options, String> {
+    let timeout = config::parse_duration(&a.timeout).map_err(|e| format!("bad --timeout: {e}"))?;
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    Ok(Options {
+        netns_dir: a.netns_dir.clone(),
+        ha_confs: a.ha_confs.clone(),
+        only,
+        peer: a.peer.clone(),
+        timeout,
+        workers: (cpus * 2).clamp(2, 16),
+    })
+}
+
+fn privileged() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+pub fn exec_routers(g: &GlobalArgs, a: &RoutersArgs) -> u8 {
+    run(g, a, None)
+}
+
+pub fn exec_router(g: &GlobalArgs, a: &RouterArgs) -> u8 {
+    if a.router_id.is_empty() || a.router_id.contains('/') {
+        eprintln!("vmpath router: `{}` is not a router id", a.router_id);
+        return exit::USAGE;
+    }
+    run(g, &a.common, Some(a.router_id.clone()))
+}
+
+fn run(g: &GlobalArgs, a: &RoutersArgs, only: Option<String>) -> u8 {
+    let opts = match options(a, only.clone()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vmpath: {e}");
+            return exit::USAGE;
+        }
+    };
+    if !privileged() {
+        eprintln!(
+            "vmpath: reading router namespaces needs root (setns into each qrouter namespace needs CAP_SYS_ADMIN): run it with sudo"
+        );
+        return exit::UNKNOWN;
+    }
+    let rep = match routers::run(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vmpath: {e}");
+            return if only.is_some() {
+                exit::USAGE
+            } else {
+                exit::UNKNOWN
+            };
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let res = if g.json {
+        serde_json::to_writer_pretty(&mut out, &rep)
+            .map_err(std::io::Error::other)
+            .and_then(|_| writeln!(out))
+    } else if only.is_some() {
+        render_one(&mut out, &rep, Style::detect(g.verbose))
+    } else {
+        render_all(&mut out, &rep, Style::detect(g.verbose))
+    };
+    if res.is_err() {
+        return exit::UNKNOWN;
+    }
+    exit_code(rep.verdict)
+}
+
+fn render_all(out: &mut dyn Write, r: &RoutersReport, style: Style) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "vmpath routers on {}: {} routers, {} dhcp namespaces, ha_confs {} ({:.0} ms)",
+        r.host,
+        r.routers.len(),
+        r.dhcp.len(),
+        r.ha_confs.as_deref().unwrap_or("unknown"),
+        r.elapsed_ms
+    )?;
+    let header = [
+        "router",
+        "keepalived",
+        "state file",
+        "addresses",
+        "ifaces",
+        "conntrack",
+        "default",
+        "verdict",
+    ];
+    let rows: Vec<Vec<String>> = r
+        .routers
+        .iter()
+        .map(|x| {
+            let st = |id: &str| {
+                x.checks
+                    .iter()
+                    .find(|c| c.id == id)
+                    .map(|c| c.status.as_str())
+                    .unwrap_or("-")
+            };
+            vec![
+                x.router_id.clone(),
+                x.views.keepalived.clone(),
+                x.views.state_file.clone(),
+                x.views.addresses.clone(),
+                st("router.interfaces").to_string(),
+                x.conntrack_percent
+                    .map(|p| format!("{p:.1} %"))
+                    .unwrap_or_else(|| "-".into()),
+                st("router.default_route").to_string(),
+                x.verdict.as_str().to_uppercase(),
+            ]
+        })
+        .collect();
+    if style.table {
+        let mut t = Table::new();
+        t.load_style(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic);
+        t.set_header(header.to_vec());
+        for row in &rows {
+            t.add_row(row.clone());
+        }
+        writeln!(out, "{t}")?;
+    } else {
+        writeln!(out, "{}", header.join("\t"))?;
+        for row in &rows {
+            writeln!(out, "{}", row.join("\t"))?;
+        }
+    }
+    for x in &r.routers {
+        for c in x
+            .checks
+            .iter()
+            .filter(|c| c.status != crate::model::Status::Ok)
+        {
+            writeln!(
+                out,
+                "{} {}: {} {}",
+                x.router_id,
+                c.id,
+                c.status.as_str().to_uppercase(),
+                c.summary
+            )?;
+            if let Some(f) = &c.fix {
+                writeln!(out, "    fix: {f}")?;
+            }
+        }
+    }
+    for d in &r.dhcp {
+        let ifs = if d.interfaces.is_empty() {
+            "no interfaces".to_string()
+        } else {
+            d.interfaces.join(", ")
+        };
+        writeln!(out, "dhcp {}: {ifs}", d.namespace)?;
+    }
+    writeln!(out, "verdict: {}", r.verdict.as_str().to_uppercase())
+}
+
+fn render_one(out: &mut dyn Write, r: &RoutersReport, style: Style) -> std::io::Result<()> {
+    for x in &r.routers {
+        writeln!(
+            out,
+            "vmpath router {} on {}: keepalived {}, state file {}, addresses say {}",
+            x.router_id, r.host, x.views.keepalived, x.views.state_file, x.views.addresses
+        )?;
+        output::render_checks(out, &x.checks, style)?;
+        writeln!(
+            out,
+            "{}",
+            output::verdict_line(x.verdict, &x.checks, "", style)
+        )?;
+    }
+    Ok(())
+}

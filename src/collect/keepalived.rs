@@ -1,0 +1,358 @@
+//! keepalived as Neutron's L3 agent runs it for HA routers: one keepalived per router, inside
+//! the `qrouter-<id>` namespace, started with `-f $state_path/ha_confs/<id>/keepalived.conf`
+//! (plus `-p` and `-r` pid files), with a `state` file next to the config that Neutron keeps at
+//! `primary`/`backup` (`master` before Neutron 17).
+//!
+//! [`parse_conf`] reads the VRRP instances of a config (pure); [`discover`] finds the running
+//! keepalived processes and the namespace each runs in (from /proc).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::procs::{self, Process};
+
+/// An address line of `virtual_ipaddress` / `virtual_ipaddress_excluded`: `ADDR/LEN dev IF`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VirtualAddr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+    pub dev: Option<String>,
+}
+
+/// One `vrrp_instance` block.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VrrpInstance {
+    pub name: String,
+    /// The configured initial state (Neutron: always BACKUP with nopreempt).
+    pub state: Option<String>,
+    pub interface: Option<String>,
+    pub vrid: Option<u8>,
+    pub priority: Option<u8>,
+    /// Seconds between advertisements (keepalived's default is 1).
+    pub advert_int: f64,
+    pub nopreempt: bool,
+    /// The VIP on the HA interface (169.254.0.<vrid>/24 with Neutron).
+    pub vips: Vec<VirtualAddr>,
+    /// Addresses keepalived moves without advertising them: the qr- gateway and qg- addresses.
+    pub excluded: Vec<VirtualAddr>,
+    /// notify / notify_master / notify_backup / notify_fault scripts.
+    pub notify: Vec<String>,
+}
+
+/// A config element: its words, and its block when it opens one.
+#[derive(Debug, Clone, PartialEq)]
+struct Node {
+    words: Vec<String>,
+    block: Option<Vec<Node>>,
+}
+
+fn tokenize(text: &str) -> Vec<Vec<String>> {
+    let mut lines = Vec::new();
+    for raw in text.lines() {
+        let line = raw.split(['#', '!']).next().unwrap_or("");
+        // Braces are tokens even when glued to a word.
+        let spaced = line.replace('{', " { ").replace('}', " } ");
+        let words: Vec<String> = spaced.split_whitespace().map(String::from).collect();
+        if !words.is_empty() {
+            lines.push(words);
+        }
+    }
+    lines
+}
+
+fn tree(lines: &[Vec<String>]) -> Result<Vec<Node>, String> {
+    // A flat stream of tokens with line breaks as separators.
+    let mut stack: Vec<Vec<Node>> = vec![Vec::new()];
+    let mut heads: Vec<Vec<String>> = Vec::new();
+    for line in lines {
+        let mut words = Vec::new();
+        for w in line {
+            match w.as_str() {
+                "{" => {
+                    heads.push(std::mem::take(&mut words));
+                    stack.push(Vec::new());
+                }
+                "}" => {
+                    if !words.is_empty() {
+                        if let Some(top) = stack.last_mut() {
+                            top.push(Node {
+                                words: std::mem::take(&mut words),
+                                block: None,
+                            });
+                        }
+                    }
+                    let children = stack.pop().ok_or("unbalanced `}`")?;
+                    let head = heads.pop().ok_or("unbalanced `}`")?;
+                    stack.last_mut().ok_or("unbalanced `}`")?.push(Node {
+                        words: head,
+                        block: Some(children),
+                    });
+                }
+                _ => words.push(w.clone()),
+            }
+        }
+        if !words.is_empty() {
+            if let Some(top) = stack.last_mut() {
+                top.push(Node { words, block: None });
+            }
+        }
+    }
+    if stack.len() != 1 {
+        return Err("unbalanced `{`: a block is not closed".into());
+    }
+    Ok(stack.pop().unwrap_or_default())
+}
+
+fn vaddr(words: &[String]) -> Option<VirtualAddr> {
+    let first = words.first()?;
+    let (a, len) = match first.split_once('/') {
+        Some((a, l)) => (a, l.parse().ok()?),
+        None => (first.as_str(), if first.contains(':') { 128 } else { 32 }),
+    };
+    let addr: IpAddr = a.parse().ok()?;
+    let dev = words
+        .iter()
+        .position(|w| w == "dev")
+        .and_then(|i| words.get(i + 1))
+        .cloned();
+    Some(VirtualAddr {
+        addr,
+        prefix_len: len,
+        dev,
+    })
+}
+
+/// The VRRP instances of a keepalived config. Unknown keywords are ignored; a config whose
+/// braces do not balance is an error.
+pub fn parse_conf(text: &str) -> Result<Vec<VrrpInstance>, String> {
+    let nodes = tree(&tokenize(text))?;
+    let mut out = Vec::new();
+    for n in &nodes {
+        if n.words.first().map(String::as_str) != Some("vrrp_instance") {
+            continue;
+        }
+        let mut v = VrrpInstance {
+            name: n.words.get(1).cloned().unwrap_or_default(),
+            state: None,
+            interface: None,
+            vrid: None,
+            priority: None,
+            advert_int: 1.0,
+            nopreempt: false,
+            vips: Vec::new(),
+            excluded: Vec::new(),
+            notify: Vec::new(),
+        };
+        for c in n.block.iter().flatten() {
+            let key = c.words.first().map(String::as_str).unwrap_or("");
+            let arg = c.words.get(1);
+            match (key, &c.block) {
+                ("state", None) => v.state = arg.cloned(),
+                ("interface", None) => v.interface = arg.cloned(),
+                ("virtual_router_id", None) => v.vrid = arg.and_then(|a| a.parse().ok()),
+                ("priority", None) => v.priority = arg.and_then(|a| a.parse().ok()),
+                ("advert_int", None) => {
+                    v.advert_int = arg.and_then(|a| a.parse().ok()).unwrap_or(1.0)
+                }
+                ("nopreempt", None) => v.nopreempt = true,
+                ("notify" | "notify_master" | "notify_backup" | "notify_fault", None) => v
+                    .notify
+                    .push(c.words[1..].join(" ").trim_matches('"').to_string()),
+                ("virtual_ipaddress", Some(b)) => {
+                    v.vips.extend(b.iter().filter_map(|l| vaddr(&l.words)))
+                }
+                ("virtual_ipaddress_excluded", Some(b)) => {
+                    v.excluded.extend(b.iter().filter_map(|l| vaddr(&l.words)))
+                }
+                _ => {}
+            }
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// What the state file says.
+pub fn parse_state(text: &str) -> Option<String> {
+    let s = text.trim().to_ascii_lowercase();
+    match s.as_str() {
+        "master" | "primary" => Some("primary".into()),
+        "backup" => Some("backup".into()),
+        "fault" => Some("fault".into()),
+        "" => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// A running keepalived (the parent process) and where it runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Keepalived {
+    pub pid: u32,
+    /// Its `-f` config, as readable from here.
+    pub conf: Option<PathBuf>,
+    /// The VRRP child's pid (from the `-r` pid file, or a child process), if alive.
+    pub vrrp_pid: Option<u32>,
+    /// Inode of its network namespace.
+    #[serde(skip)]
+    pub netns_inode: u64,
+}
+
+impl Keepalived {
+    /// The router id Neutron encodes in the config path: `…/ha_confs/<router_id>/keepalived.conf`.
+    pub fn router_id(&self) -> Option<String> {
+        router_id_of(self.conf.as_deref()?)
+    }
+}
+
+/// `…/ha_confs/<id>/keepalived.conf` → `<id>`.
+pub fn router_id_of(conf: &Path) -> Option<String> {
+    let dir = conf.parent()?;
+    if dir.parent()?.file_name()?.to_str()? != "ha_confs" {
+        return None;
+    }
+    Some(dir.file_name()?.to_str()?.to_string())
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Every running keepalived parent process on this host (all namespaces), with its config and
+/// VRRP child. Processes that vanish while being read are skipped.
+pub fn discover() -> Vec<Keepalived> {
+    let Ok(all) = procs::ProcTable::scan_in(Path::new("/proc"), None) else {
+        return Vec::new();
+    };
+    let ka: Vec<&Process> = all
+        .procs
+        .iter()
+        .filter(|p| p.name == "keepalived")
+        .collect();
+    let pids: HashMap<u32, &Process> = ka.iter().map(|p| (p.pid, *p)).collect();
+    let mut out = Vec::new();
+    for p in &ka {
+        // Children (VRRP, checker) carry the same command line: keep the parent only.
+        if parent_pid(p.pid).is_some_and(|pp| pids.contains_key(&pp)) {
+            continue;
+        }
+        let netns_inode = std::fs::metadata(format!("/proc/{}/ns/net", p.pid))
+            .map(|m| m.ino())
+            .unwrap_or(0);
+        let conf = p
+            .opt("--use-file", Some("-f"))
+            .map(|c| p.path(c))
+            .or_else(|| Some(p.path("/etc/keepalived/keepalived.conf")));
+        let from_file = p
+            .opt("--vrrp_pid", Some("-r"))
+            .and_then(|f| procs::read_pid_file(&p.path(f)))
+            .filter(|pid| procs::pid_alive(*pid) && parent_pid(*pid) == Some(p.pid));
+        let child = ka
+            .iter()
+            .find(|c| parent_pid(c.pid) == Some(p.pid) && procs::pid_alive(c.pid))
+            .map(|c| c.pid);
+        out.push(Keepalived {
+            pid: p.pid,
+            conf,
+            vrrp_pid: from_file.or(child),
+            netns_inode,
+        });
+    }
+    out.sort_by_key(|k| k.pid);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NEUTRON: &str = r#"global_defs {
+    notification_email_from neutron@openstack.local
+    router_id neutron
+}
+vrrp_instance VR_1 {
+    state BACKUP
+    interface ha-4a5f2a0c-e8
+    virtual_router_id 1
+    priority 50
+    garp_master_delay 60
+    nopreempt
+    advert_int 2
+    track_interface {
+        ha-4a5f2a0c-e8
+    }
+    virtual_ipaddress {
+        169.254.0.1/24 dev ha-4a5f2a0c-e8
+    }
+    virtual_ipaddress_excluded {
+        192.0.2.1/24 dev qr-7d1b3c2a-11
+        203.0.113.20/24 dev qg-5e6f7a8b-22
+        fe80::f816:3eff:fe00:1/64 dev qr-7d1b3c2a-11 scope link
+    }
+    virtual_routes {
+        0.0.0.0/0 via 203.0.113.1 dev qg-5e6f7a8b-22
+    }
+    notify_master "/var/lib/neutron/ha_confs/r1/notify.sh master"
+}
+"#;
+
+    #[test]
+    fn reads_a_neutron_config() {
+        let v = parse_conf(NEUTRON).expect("parses");
+        assert_eq!(v.len(), 1);
+        let i = &v[0];
+        assert_eq!(i.name, "VR_1");
+        assert_eq!(i.vrid, Some(1));
+        assert_eq!(i.advert_int, 2.0);
+        assert!(i.nopreempt);
+        assert_eq!(i.interface.as_deref(), Some("ha-4a5f2a0c-e8"));
+        assert_eq!(i.vips.len(), 1);
+        assert_eq!(i.vips[0].addr.to_string(), "169.254.0.1");
+        assert_eq!(i.excluded.len(), 3);
+        assert_eq!(i.excluded[0].dev.as_deref(), Some("qr-7d1b3c2a-11"));
+        assert_eq!(i.excluded[2].prefix_len, 64);
+        assert_eq!(
+            i.notify,
+            vec!["/var/lib/neutron/ha_confs/r1/notify.sh master"]
+        );
+    }
+
+    #[test]
+    fn unbalanced_braces_are_an_error_and_garbage_never_panics() {
+        assert!(parse_conf("vrrp_instance X {\n state BACKUP\n").is_err());
+        assert!(parse_conf("}").is_err());
+        for n in 0..NEUTRON.len() {
+            if NEUTRON.is_char_boundary(n) {
+                let _ = parse_conf(&NEUTRON[..n]);
+            }
+        }
+        assert_eq!(
+            parse_conf("vrrp_instance X { virtual_router_id 300 }").unwrap()[0].vrid,
+            None
+        );
+    }
+
+    #[test]
+    fn state_files_and_router_ids() {
+        assert_eq!(parse_state("master\n").as_deref(), Some("primary"));
+        assert_eq!(parse_state("primary").as_deref(), Some("primary"));
+        assert_eq!(parse_state("backup").as_deref(), Some("backup"));
+        assert_eq!(parse_state(" ").as_deref(), None);
+        assert_eq!(
+            router_id_of(Path::new(
+                "/var/lib/neutron/ha_confs/5f1e2d3c-aaaa/keepalived.conf"
+            ))
+            .as_deref(),
+            Some("5f1e2d3c-aaaa")
+        );
+        assert_eq!(
+            router_id_of(Path::new("/etc/keepalived/keepalived.conf")),
+            None
+        );
+    }
+}

@@ -119,7 +119,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__router)
-            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --json --verbose --config --help --version"
+            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,7 +153,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__routers)
-            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --json --verbose --config --help --version"
+            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

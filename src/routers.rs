@@ -26,6 +26,8 @@ pub struct Options {
     pub peer: Option<PathBuf>,
     pub timeout: Duration,
     pub workers: usize,
+    /// Listen for VRRP adverts and probe the gateway address (takes 3 advert intervals).
+    pub wire: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +79,36 @@ struct PeerViews {
     state_file: String,
 }
 
+/// One router's facts before the checks.
+struct Prep<'a> {
+    id: &'a str,
+    f: &'a nsscan::NsFacts,
+    path: PathBuf,
+    ka: Option<&'a Keepalived>,
+    instances: Result<Vec<VrrpInstance>, String>,
+    state_file: Result<String, String>,
+    state_path: String,
+}
+
+fn facts_of<'a>(p: &'a Prep<'a>, ct_max: Option<u64>) -> RouterFacts<'a> {
+    RouterFacts {
+        router_id: p.id,
+        namespace: &p.f.name,
+        net: p.f.net.as_ref().map_err(|e| e.as_str()),
+        conntrack: &p.f.conntrack,
+        conntrack_max: ct_max,
+        keepalived: p.ka,
+        instance: match &p.instances {
+            Ok(v) => v
+                .first()
+                .ok_or_else(|| "no vrrp_instance in keepalived.conf".to_string()),
+            Err(e) => Err(e.clone()),
+        },
+        state_file: p.state_file.clone(),
+        state_path: p.state_path.clone(),
+    }
+}
+
 /// Find Neutron's ha_confs directory from keepalived's configs.
 fn ha_confs_of(kas: &[Keepalived]) -> Option<PathBuf> {
     kas.iter().find_map(|k| {
@@ -121,9 +153,9 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
         None => None,
     };
 
-    let mut routers = Vec::new();
+    let mut preps = Vec::new();
     let mut dhcp = Vec::new();
-    for f in &facts {
+    for (f, e) in facts.iter().zip(&entries) {
         if let Some(net_id) = f.name.strip_prefix("qdhcp-") {
             dhcp.push(DhcpNamespace {
                 network_id: net_id.to_string(),
@@ -162,12 +194,6 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
                 }),
             None => Err("no keepalived and no ha_confs directory (give --ha-confs)".into()),
         };
-        let instance = match &instances {
-            Ok(v) => v
-                .first()
-                .ok_or_else(|| "no vrrp_instance in keepalived.conf".to_string()),
-            Err(e) => Err(e.clone()),
-        };
         let state_path = ha_confs
             .as_ref()
             .map(|d| d.join(id).join("state"))
@@ -182,31 +208,46 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
                 .and_then(|t| keepalived::parse_state(&t).ok_or_else(|| "empty".to_string())),
             None => Err("no ha_confs directory".into()),
         };
-        let rf = RouterFacts {
-            router_id: id,
-            namespace: &f.name,
-            net: f.net.as_ref().map_err(|e| e.as_str()),
-            conntrack: &f.conntrack,
-            conntrack_max: ct_max,
-            keepalived: ka,
-            instance,
+        preps.push(Prep {
+            id,
+            f,
+            path: e.path.clone(),
+            ka,
+            instances,
             state_file,
             state_path: state_path
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "-".into()),
-        };
+        });
+    }
+    let facts_of = |p| facts_of(p, ct_max);
+    let wires: Vec<router::Wire> = if opts.wire {
+        wire(
+            &preps
+                .iter()
+                .map(|p| (p.path.clone(), facts_of(p)))
+                .collect::<Vec<_>>(),
+            opts.workers,
+        )
+    } else {
+        vec![router::Wire::default(); preps.len()]
+    };
+    let mut routers = Vec::new();
+    for (p, w) in preps.iter().zip(&wires) {
+        let rf = facts_of(p);
         let mut checks = router::checks(&rf);
+        checks.extend(router::wire_checks(&rf, w));
         let views = router::views(&rf);
-        if let Some(p) = &peer {
-            checks.push(peer_check(id, &views, p));
+        if let Some(peer) = &peer {
+            checks.push(peer_check(p.id, &views, peer));
         }
-        let conntrack_percent = match (f.conntrack.count, ct_max) {
+        let conntrack_percent = match (p.f.conntrack.count, ct_max) {
             (Some(c), Some(m)) if m > 0 => Some((c as f64 * 1000.0 / m as f64).round() / 10.0),
             _ => None,
         };
         routers.push(RouterReport {
-            router_id: id.to_string(),
-            namespace: f.name.clone(),
+            router_id: p.id.to_string(),
+            namespace: p.f.name.clone(),
             verdict: model::verdict(&checks),
             views,
             conntrack_percent,
@@ -231,6 +272,154 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
         dhcp,
         elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
     })
+}
+
+/// Open a VRRP listener on each router's HA interface (and, on a primary, send the ARP probe for
+/// its gateway address), all at once, then read them together for three advert intervals.
+fn wire(routers: &[(PathBuf, RouterFacts<'_>)], workers: usize) -> Vec<router::Wire> {
+    use std::net::{IpAddr, Ipv4Addr};
+    struct Plan {
+        ha: Option<String>,
+        own: Vec<Ipv4Addr>,
+        dad: Option<(String, [u8; 6], Ipv4Addr)>,
+        advert_int: f64,
+    }
+    let plans: Vec<Plan> = routers
+        .iter()
+        .map(|(_, f)| {
+            let net = f.net.ok();
+            let inst = f.instance.as_ref().ok();
+            let ha = inst.and_then(|i| i.interface.clone()).or_else(|| {
+                net.and_then(|n| {
+                    n.links
+                        .iter()
+                        .find(|l| l.name.starts_with("ha-"))
+                        .map(|l| l.name.clone())
+                })
+            });
+            let own = net
+                .map(|n| {
+                    n.addrs
+                        .iter()
+                        .filter(|a| ha.as_deref().is_some_and(|h| n.ifname(a.index) == h))
+                        .filter_map(|a| match a.addr {
+                            IpAddr::V4(v) => Some(v),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let dad = if router::holds_vip(f) == Some(true) {
+                inst.and_then(|i| {
+                    let gw = i.excluded.iter().find(|a| {
+                        a.addr.is_ipv4() && a.dev.as_deref().is_some_and(|d| d.starts_with("qr-"))
+                    })?;
+                    let dev = gw.dev.clone()?;
+                    let mac = net?
+                        .link(&dev)?
+                        .mac
+                        .as_deref()
+                        .and_then(crate::collect::vrrp::mac_bytes)?;
+                    match gw.addr {
+                        IpAddr::V4(v) => Some((dev, mac, v)),
+                        _ => None,
+                    }
+                })
+            } else {
+                None
+            };
+            Plan {
+                ha,
+                own,
+                dad,
+                advert_int: inst.map(|i| i.advert_int).unwrap_or(1.0),
+            }
+        })
+        .collect();
+    let paths: Vec<PathBuf> = routers.iter().map(|(p, _)| p.clone()).collect();
+    let opened = nsscan::run_in_each(&paths, workers, |i| {
+        let p = &plans[i];
+        let l = p.ha.as_deref().map(|h| {
+            crate::collect::vrrp::open_listener(h).map_err(|e| format!("listen on {h}: {e}"))
+        });
+        let d = p.dad.as_ref().map(|(dev, mac, ip)| {
+            crate::collect::vrrp::open_arp(dev, *mac, *ip)
+                .map_err(|e| format!("ARP probe on {dev}: {e}"))
+        });
+        (l, d)
+    });
+    let dur = plans.iter().map(|p| p.advert_int).fold(1.0f64, f64::max) * 3.0 + 0.5;
+    let dur = Duration::from_secs_f64(dur.min(15.0));
+    let start = Instant::now();
+    let mut heard: Vec<crate::collect::vrrp::Heard> = vec![Default::default(); routers.len()];
+    let mut macs: Vec<Vec<String>> = vec![Vec::new(); routers.len()];
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    for (l, d) in opened.iter().flatten() {
+        use std::os::fd::AsRawFd;
+        if let Some(Ok(s)) = l {
+            fds.push(libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if let Some(Ok(d)) = d {
+            fds.push(libc::pollfd {
+                fd: d.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+    }
+    while start.elapsed() < dur {
+        let left = dur
+            .saturating_sub(start.elapsed())
+            .as_millis()
+            .clamp(1, 500) as i32;
+        // SAFETY: poll over descriptors owned by `opened`, alive for this loop.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, left) };
+        for (i, o) in opened.iter().enumerate() {
+            if let Ok((l, d)) = o {
+                if let Some(Ok(s)) = l {
+                    crate::collect::vrrp::read_adverts(s, &mut heard[i]);
+                }
+                if let (Some(Ok(fd)), Some((_, mac, ip))) = (d, &plans[i].dad) {
+                    crate::collect::vrrp::read_arp(fd, *mac, *ip, &mut macs[i]);
+                }
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    opened
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let p = &plans[i];
+            match o {
+                Err(e) => router::Wire {
+                    heard: Some(Err(e.clone())),
+                    own: p.own.clone(),
+                    dad: p.dad.as_ref().map(|(_, _, ip)| (*ip, Err(e))),
+                },
+                Ok((l, d)) => router::Wire {
+                    heard: l.map(|r| {
+                        r.map(|_| {
+                            let mut h = std::mem::take(&mut heard[i]);
+                            h.listened_s = secs;
+                            h
+                        })
+                    }),
+                    own: p.own.clone(),
+                    dad: match (d, &p.dad) {
+                        (Some(r), Some((_, _, ip))) => {
+                            Some((*ip, r.map(|_| std::mem::take(&mut macs[i]))))
+                        }
+                        _ => None,
+                    },
+                },
+            }
+        })
+        .collect()
 }
 
 fn read_peer(p: &Path) -> Result<PeerDoc, String> {

@@ -18,8 +18,61 @@ pub const ROUTER_CATALOGUE: &[(&str, &str)] = &[
     ("router.gateway", "the gateway addresses (virtual_ipaddress_excluded: qr-, qg-) are on the primary only"),
     ("router.default_route", "the primary has its default route via qg-"),
     ("router.conntrack", "the namespace's conntrack count is below 80 % (warn) / 95 % (fail) of the global nf_conntrack_max; no drops"),
+    ("router.adverts", "VRRP advertisements heard on ha- for 3 advert intervals: a backup hears a primary, a primary hears no other router with its VRID"),
+    ("router.dad", "on the primary: a duplicate-address ARP probe for the gateway address from qr- gets no answer from another MAC"),
     ("router.peer", "with --peer: exactly one of the two gateways is primary"),
 ];
+
+/// What was seen on the wire for one router (see `collect::vrrp`).
+#[derive(Debug, Clone, Default)]
+pub struct Wire {
+    /// Adverts heard on the HA interface, or why listening failed.
+    pub heard: Option<Result<crate::collect::vrrp::Heard, String>>,
+    /// The router's own addresses on the HA interface (its own adverts are not another router's).
+    pub own: Vec<std::net::Ipv4Addr>,
+    /// The gateway address probed, and the other MACs that answered (or why probing failed).
+    pub dad: Option<(std::net::Ipv4Addr, Result<Vec<String>, String>)>,
+}
+
+/// Checks from the wire: adverts heard, and the duplicate-address probe.
+pub fn wire_checks(f: &RouterFacts, w: &Wire) -> Vec<Check> {
+    let mut out = Vec::new();
+    let primary = holds_vip(f) == Some(true);
+    let vrid = f.instance.as_ref().ok().and_then(|i| i.vrid);
+    if let (Some(h), Some(vrid)) = (&w.heard, vrid) {
+        out.push(match h {
+            Err(e) => Check::unknown("router.adverts", "could not listen for VRRP adverts").evidence(e.clone()).fix("run as root"),
+            Ok(h) => {
+                let others: Vec<(std::net::Ipv4Addr, u32)> = h
+                    .by_vrid
+                    .get(&vrid)
+                    .map(|m| m.iter().filter(|(a, _)| !w.own.contains(a)).map(|(a, n)| (*a, *n)).collect())
+                    .unwrap_or_default();
+                let ev: Vec<String> = others.iter().map(|(a, n)| format!("{n} advert(s) for VRID {vrid} from {a}")).collect();
+                let secs = h.listened_s;
+                match (primary, others.is_empty()) {
+                    (true, true) => Check::ok("router.adverts", format!("no other router advertises VRID {vrid} ({secs:.1} s)")),
+                    (true, false) => Check::fail("router.adverts", format!("split-brain: {} also advertise(s) VRID {vrid} while this node is primary", others.iter().map(|o| o.0.to_string()).collect::<Vec<_>>().join(", ")))
+                        .evidences(ev)
+                        .fix("two keepalived are MASTER for one router: check VRRP priorities and the HA network; restart keepalived on one gateway"),
+                    (false, false) => Check::ok("router.adverts", format!("primary {} heard", others[0].0)).evidences(ev),
+                    (false, true) => Check::fail("router.adverts", format!("no primary: no VRRP advert for VRID {vrid} in {secs:.1} s and this node is backup"))
+                        .fix("VRRP is cut between the gateways (HA network, IP protocol 112 filtered) or no keepalived is MASTER: check the other gateway's keepalived"),
+                }
+            }
+        });
+    }
+    if let Some((target, r)) = &w.dad {
+        out.push(match r {
+            Err(e) => Check::unknown("router.dad", format!("could not probe {target}")).evidence(e.clone()).fix("run as root"),
+            Ok(m) if m.is_empty() => Check::ok("router.dad", format!("no other MAC answers for {target}")),
+            Ok(m) => Check::fail("router.dad", format!("another router also holds {target}: {} answered", m.join(", ")))
+                .evidences(m.iter().map(|x| format!("ARP reply for {target} from {x}")))
+                .fix("split-brain: two gateways hold the tenant gateway address; restart keepalived on the one that should be backup"),
+        });
+    }
+    out
+}
 
 /// Everything known about one router on this node.
 #[derive(Debug, Clone)]

@@ -26,6 +26,13 @@ pub struct RoutersArgs {
     /// How long to wait for each namespace's netlink answers: 2s, 500ms
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     pub timeout: String,
+    /// Also listen for VRRP adverts on every ha- interface and ARP-probe each primary's gateway
+    /// address (3 advert intervals; `router ID` does it unless --no-listen)
+    #[arg(long)]
+    pub listen: bool,
+    /// With `router ID`: only the local state, no listening or probing
+    #[arg(long, conflicts_with = "listen")]
+    pub no_listen: bool,
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +45,7 @@ pub struct RouterArgs {
 }
 
 fn options(a: &RoutersArgs, only: Option<String>) -> Result<Options, String> {
+    let only_set = only.is_some();
     let timeout = config::parse_duration(&a.timeout).map_err(|e| format!("bad --timeout: {e}"))?;
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -49,6 +57,7 @@ fn options(a: &RoutersArgs, only: Option<String>) -> Result<Options, String> {
         peer: a.peer.clone(),
         timeout,
         workers: (cpus * 2).clamp(2, 16),
+        wire: a.listen || (only_set && !a.no_listen),
     })
 }
 

@@ -14,3 +14,4 @@ pub mod nftables;
 pub mod nsscan;
 pub mod procs;
 pub mod sockets;
+pub mod vrrp;

@@ -177,6 +177,52 @@ pub fn scan(entries: &[NsEntry], workers: usize, timeout: Duration) -> Vec<NsFac
         .collect()
 }
 
+/// Run `f(i)` inside the namespace `paths[i]` for every i, on up to `workers` threads (setns per
+/// thread). Sockets opened by `f` stay bound to that namespace and may be used from anywhere.
+pub fn run_in_each<T, F>(paths: &[PathBuf], workers: usize, f: F) -> Vec<Result<T, String>>
+where
+    T: Send,
+    F: Fn(usize) -> T + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<T, String>>>> =
+        Mutex::new((0..paths.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, 64).min(paths.len().max(1)) {
+            s.spawn(|| {
+                for _ in 0..paths.len() {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(p) = paths.get(i) else { break };
+                    let r = match std::fs::File::open(p) {
+                        // SAFETY: setns on a descriptor we own; it changes only this thread.
+                        Ok(file)
+                            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }
+                                == 0 =>
+                        {
+                            Ok(f(i))
+                        }
+                        Ok(_) => Err(format!(
+                            "cannot enter {}: {}",
+                            p.display(),
+                            std::io::Error::last_os_error()
+                        )),
+                        Err(e) => Err(format!("cannot open {}: {e}", p.display())),
+                    };
+                    if let Ok(mut v) = results.lock() {
+                        v[i] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not run".into())))
+        .collect()
+}
+
 fn failed(name: &str, why: String) -> NsFacts {
     NsFacts {
         name: name.to_string(),

@@ -16,7 +16,10 @@ fn readme_lists_every_check_id_and_exit_code() {
         );
     }
     for (id, _) in vmpath::check::router::ROUTER_CATALOGUE {
-        assert!(readme.contains(&format!("`{id}`")), "README.md does not list {id}");
+        assert!(
+            readme.contains(&format!("`{id}`")),
+            "README.md does not list {id}"
+        );
     }
     let help = vmpath::check::catalogue_help();
     for (id, _) in vmpath::check::CATALOGUE {

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# A pair of HA gateways for one Neutron router, with real keepalived, inside a private network
+# and mount namespace (run by tests/gateway.rs through `unshare --net --mount`): each gateway
+# has its own namespace directory holding qrouter-<id> (ha-, qr-, qg- interfaces), and its own
+# ha_confs/<id>/{keepalived.conf,state}. The ha- and qr- interfaces of the two routers are the two
+# ends of veth pairs (the HA network and the tenant network). Prints one JSON document per
+# scenario after a line `== NAME`. Usage: gateway-pair.sh VMPATH_BINARY
+set -euo pipefail
+bin=$1
+[[ $(stat -L -c %i /proc/self/ns/net) != "${VMPATH_OUTER_NETNS:?}" ]] || { echo "not in a private netns" >&2; exit 1; }
+mount -t tmpfs tmpfs /run
+mkdir -p /run/netns
+work=$(mktemp -d /run/vmpath-gwpair.XXXXXX)   # on the private /run tmpfs
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  umount "$work"/netns?/qrouter-* 2>/dev/null || true
+  rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+id=5f1e2d3c-7a6b-4c5d-9e8f-0123456789ab
+short=${id:0:11}
+for g in A B; do
+  ip netns add "gw$g"
+  mkdir -p "$work/netns$g" "$work/ha$g/$id"
+  touch "$work/netns$g/qrouter-$id"
+  mount --bind "/run/netns/gw$g" "$work/netns$g/qrouter-$id"
+  ip -n "gw$g" link set lo up
+done
+ip -n gwA link add "ha-$short" type veth peer name "ha-$short" netns gwB
+ip -n gwA link add "qr-$short" address 02:00:00:00:0a:01 type veth peer name "qr-$short" address 02:00:00:00:0b:01 netns gwB
+n=0
+for g in A B; do
+  n=$((n + 1))
+  ip -n "gw$g" link add "qg-$short" type veth peer name "qx-$short"
+  for l in ha qr qg qx; do ip -n "gw$g" link set "$l-$short" up; done
+  ip -n "gw$g" addr add "169.254.192.$n/18" dev "ha-$short"
+  ip -n "gw$g" addr add "203.0.113.$((100 + n))/24" dev "qx-$short"
+  cat >"$work/ha$g/$id/keepalived.conf" <<EOF
+vrrp_instance VR_1 {
+    state BACKUP
+    interface ha-$short
+    virtual_router_id 1
+    priority 50
+    nopreempt
+    advert_int 1
+    virtual_ipaddress {
+        169.254.0.1/24 dev ha-$short
+    }
+    virtual_ipaddress_excluded {
+        192.0.2.1/24 dev qr-$short
+        203.0.113.10/24 dev qg-$short
+    }
+    virtual_routes {
+        0.0.0.0/0 via 203.0.113.1 dev qg-$short
+    }
+    notify_master "/bin/sh -c 'echo primary > $work/ha$g/$id/state'"
+    notify_backup "/bin/sh -c 'echo backup > $work/ha$g/$id/state'"
+}
+EOF
+  echo backup >"$work/ha$g/$id/state"
+done
+start_ka() { # G
+  ip netns exec "gw$1" keepalived -P -n -l -D -f "$work/ha$1/$id/keepalived.conf" \
+    -p "$work/ka$1.pid" -r "$work/kav$1.pid" >"$work/ka$1.log" 2>&1 &
+  pids+=($!)
+  echo $! >"$work/ka$1.spawn"
+}
+primaries() { grep -l primary "$work"/ha?/"$id"/state 2>/dev/null | wc -l; }
+wait_until() { # SECONDS CMD...
+  local end=$((SECONDS + $1)); shift
+  until "$@"; do (( SECONDS < end )) || return 1; sleep 0.2; done
+}
+one_primary() { [[ $(primaries) == 1 ]]; }
+two_primaries() { [[ $(primaries) == 2 ]]; }
+run() { # G [args]
+  local g=$1; shift
+  "$bin" routers --netns-dir "$work/netns$g" --ha-confs "$work/ha$g" --listen --json "$@" || true
+}
+start_ka A
+sleep 1.5
+start_ka B
+wait_until 15 one_primary || { echo "no single primary" >&2; cat "$work"/ka?.log >&2; exit 1; }
+sleep 1
+echo "== healthy-A"; run A >"$work/A.json"; cat "$work/A.json"
+echo "== healthy-B"; run B --peer "$work/A.json"
+
+# Split-brain: VRRP cut both ways.
+for g in A B; do
+  ip netns exec "gw$g" nft add table ip vrrpcut
+  ip netns exec "gw$g" nft add chain ip vrrpcut c '{ type filter hook input priority 0 ; }'
+  ip netns exec "gw$g" nft add rule ip vrrpcut c ip protocol 112 drop
+done
+wait_until 15 two_primaries || { echo "no split-brain" >&2; exit 1; }
+sleep 1
+echo "== split-A"; run A >"$work/A.json"; cat "$work/A.json"
+echo "== split-B"; run B --peer "$work/A.json"
+for g in A B; do ip netns exec "gw$g" nft delete table ip vrrpcut; done
+wait_until 20 one_primary || { echo "split-brain did not heal" >&2; exit 1; }
+
+# keepalived killed (SIGKILL) on the primary: the other takes over, stale state stays behind.
+p=$(grep -l primary "$work"/ha?/"$id"/state | head -n 1)
+g=${p#"$work"/ha}; g=${g%%/*}
+o=$([[ $g == A ]] && echo B || echo A)
+kill -KILL "$(cat "$work/ka$g.spawn")"
+wait_until 15 grep -q primary "$work/ha$o/$id/state" || { echo "no failover" >&2; exit 1; }
+sleep 1
+echo "== killed-$g"; run "$g"
+echo "== survivor-$o"; run "$o"
+echo "== done"

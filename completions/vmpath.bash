@@ -119,7 +119,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__router)
-            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --json --verbose --config --help --version"
+            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --ovsdb --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -138,6 +138,10 @@ _vmpath() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ovsdb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -153,7 +157,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__routers)
-            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --json --verbose --config --help --version"
+            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --ovsdb --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -172,6 +176,10 @@ _vmpath() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ovsdb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

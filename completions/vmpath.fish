@@ -68,6 +68,7 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l netns-dir -d '
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l ha-confs -d 'Neutron\'s ha_confs directory (default: from keepalived\'s command lines)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l peer -d 'The other gateway\'s `vmpath routers --json`: check that exactly one is primary' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l timeout -d 'How long to wait for each namespace\'s netlink answers: 2s, 500ms' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l ovsdb -d 'OVSDB unix socket to read (repeat; default: from running ovsdb-server processes)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l listen -d 'Also listen for VRRP adverts on every ha- interface and ARP-probe each primary\'s gateway address (3 advert intervals; `router ID` does it unless --no-listen)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l no-listen -d 'With `router ID`: only the local state, no listening or probing'
@@ -79,6 +80,7 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l netns-dir -d 'D
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l ha-confs -d 'Neutron\'s ha_confs directory (default: from keepalived\'s command lines)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l peer -d 'The other gateway\'s `vmpath routers --json`: check that exactly one is primary' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l timeout -d 'How long to wait for each namespace\'s netlink answers: 2s, 500ms' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l ovsdb -d 'OVSDB unix socket to read (repeat; default: from running ovsdb-server processes)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l listen -d 'Also listen for VRRP adverts on every ha- interface and ARP-probe each primary\'s gateway address (3 advert intervals; `router ID` does it unless --no-listen)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l no-listen -d 'With `router ID`: only the local state, no listening or probing'

@@ -28,6 +28,8 @@ pub struct Options {
     pub workers: usize,
     /// Listen for VRRP adverts and probe the gateway address (takes 3 advert intervals).
     pub wire: bool,
+    /// OVSDB sockets to read (found from ovsdb-server processes when empty).
+    pub ovsdb: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +61,8 @@ pub struct RoutersReport {
     pub conntrack_max: Option<u64>,
     pub routers: Vec<RouterReport>,
     pub dhcp: Vec<DhcpNamespace>,
+    /// Checks of the node itself (OVS ports), same shape as a router's.
+    pub host_checks: Vec<Check>,
     pub elapsed_ms: f64,
 }
 
@@ -254,15 +258,26 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
             checks,
         });
     }
-    let verdict = if routers.is_empty() {
-        Status::Ok
+    let socks = if opts.ovsdb.is_empty() {
+        crate::collect::ovsdb::discover()
     } else {
-        routers
-            .iter()
-            .map(|r| r.verdict)
-            .max()
-            .unwrap_or(Status::Ok)
+        opts.ovsdb.clone()
     };
+    let host_checks: Vec<Check> = socks
+        .iter()
+        .map(|s| {
+            router::ovs_check(
+                &s.display().to_string(),
+                &crate::collect::ovsdb::query(s, opts.timeout),
+            )
+        })
+        .collect();
+    let verdict = routers
+        .iter()
+        .map(|r| r.verdict)
+        .chain(host_checks.iter().map(|c| c.status))
+        .max()
+        .unwrap_or(Status::Ok);
     Ok(RoutersReport {
         host: crate::walk::hostname(),
         verdict,
@@ -270,6 +285,7 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
         conntrack_max: ct_max,
         routers,
         dhcp,
+        host_checks,
         elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
     })
 }

@@ -73,9 +73,21 @@ wait_until() { # SECONDS CMD...
 }
 one_primary() { [[ $(primaries) == 1 ]]; }
 two_primaries() { [[ $(primaries) == 2 ]]; }
+# OVSDB (no vswitchd needed to read it): br-int with the router's qr- port as Neutron tags it.
+mkdir -p /run/openvswitch
+ovsdb-tool create "$work/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+ovsdb-server "$work/conf.db" --remote="punix:$work/db.sock" --pidfile="$work/ovsdb.pid" --detach \
+  --unixctl="$work/ovsdb.ctl" --log-file="$work/ovsdb.log"
+pids+=("$(cat "$work/ovsdb.pid")")
+vsctl() { ovs-vsctl --db="unix:$work/db.sock" --no-wait "$@"; }
+vsctl init
+vsctl add-br br-int -- set bridge br-int datapath_type=netdev
+vsctl add-port br-int "qr-$short" tag=1 -- set interface "qr-$short" type=internal \
+  external_ids:iface-id=7d1b3c2a-1111-4222-8333-944455556666 external_ids:attached-mac=fa:16:3e:11:22:33 mtu_request=1450
+vsctl add-port br-int vxlan-c0000202 -- set interface vxlan-c0000202 type=vxlan options:remote_ip=192.0.2.2
 run() { # G [args]
   local g=$1; shift
-  "$bin" routers --netns-dir "$work/netns$g" --ha-confs "$work/ha$g" --listen --json "$@" || true
+  "$bin" routers --netns-dir "$work/netns$g" --ha-confs "$work/ha$g" --ovsdb "$work/db.sock" --listen --json "$@" || true
 }
 start_ka A
 sleep 1.5
@@ -84,6 +96,9 @@ wait_until 15 one_primary || { echo "no single primary" >&2; cat "$work"/ka?.log
 sleep 1
 echo "== healthy-A"; run A >"$work/A.json"; cat "$work/A.json"
 echo "== healthy-B"; run B --peer "$work/A.json"
+vsctl set port "qr-$short" tag=4095
+echo "== ovs-dead"; run A
+vsctl set port "qr-$short" tag=1
 
 # Split-brain: VRRP cut both ways.
 for g in A B; do

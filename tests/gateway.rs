@@ -98,6 +98,19 @@ fn ha_gateway_pair_states_and_faults() {
     assert_eq!(roles, ["backup", "primary"]);
     assert_eq!(status(get("healthy-B"), "router.peer"), "ok");
 
+    // OVS: healthy, then a dead port (tag 4095) fails ovs.ports.
+    let ovs = |d: &Value| -> String {
+        d["host_checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|x| x["id"] == "ovs.ports"))
+            .and_then(|x| x["status"].as_str())
+            .unwrap_or("missing")
+            .to_string()
+    };
+    assert_eq!(ovs(get("healthy-A")), "ok");
+    assert_eq!(ovs(get("ovs-dead")), "fail", "{:#}", get("ovs-dead"));
+    assert_eq!(get("ovs-dead")["verdict"], "fail");
+
     // Split-brain: both primary; the ARP probe finds the other holder; --peer sees two primaries.
     for g in ["split-A", "split-B"] {
         assert_eq!(views(get(g)), "primary", "{g}");

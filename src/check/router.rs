@@ -21,7 +21,65 @@ pub const ROUTER_CATALOGUE: &[(&str, &str)] = &[
     ("router.adverts", "VRRP advertisements heard on ha- for 3 advert intervals: a backup hears a primary, a primary hears no other router with its VRID"),
     ("router.dad", "on the primary: a duplicate-address ARP probe for the gateway address from qr- gets no answer from another MAC"),
     ("router.peer", "with --peer: exactly one of the two gateways is primary"),
+    ("ovs.ports", "per ovsdb-server on the node: no Neutron port is dead (tag 4095: the agent never bound it); tunnel ports listed"),
 ];
+
+/// Host-level check of the OVS ports one ovsdb-server knows.
+pub fn ovs_check(sock: &str, ports: &Result<Vec<crate::collect::ovsdb::OvsPort>, String>) -> Check {
+    let ports =
+        match ports {
+            Ok(p) => p,
+            Err(e) => {
+                return Check::unknown("ovs.ports", format!("cannot read OVSDB at {sock}"))
+                .subject(sock.to_string())
+                .evidence(e.clone())
+                .fix("run as root; give the socket with --ovsdb if ovsdb-server listens elsewhere");
+            }
+        };
+    let neutron: Vec<_> = ports.iter().filter(|p| p.iface_id.is_some()).collect();
+    let dead: Vec<_> = neutron.iter().filter(|p| p.tag == Some(4095)).collect();
+    let tunnels: Vec<String> = ports
+        .iter()
+        .filter(|p| matches!(p.kind.as_str(), "vxlan" | "geneve" | "gre"))
+        .map(|p| {
+            format!(
+                "tunnel {} ({}) to {}",
+                p.name,
+                p.kind,
+                p.remote_ip.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    let mut ev: Vec<String> = dead
+        .iter()
+        .map(|p| {
+            format!(
+                "{} iface-id {} mac {} tag 4095",
+                p.name,
+                p.iface_id.as_deref().unwrap_or("?"),
+                p.attached_mac.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    ev.extend(tunnels);
+    if dead.is_empty() {
+        Check::ok(
+            "ovs.ports",
+            format!("{} Neutron port(s), none dead", neutron.len()),
+        )
+        .subject(sock.to_string())
+        .evidences(ev)
+    } else {
+        let names: Vec<&str> = dead.iter().map(|p| p.name.as_str()).collect();
+        Check::fail("ovs.ports", format!("dead port(s) (tag 4095, never bound by the agent): {}", names.join(", ")))
+            .subject(sock.to_string())
+            .evidences(ev)
+            .fix(format!(
+                "check the port binding (`openstack port show {} -c binding_vif_type -c binding_host_id`) and the OVS agent's log; the agent rebinds it on restart",
+                dead[0].iface_id.as_deref().unwrap_or("PORT")
+            ))
+    }
+}
 
 /// What was seen on the wire for one router (see `collect::vrrp`).
 #[derive(Debug, Clone, Default)]

@@ -33,6 +33,9 @@ pub struct RoutersArgs {
     /// With `router ID`: only the local state, no listening or probing
     #[arg(long, conflicts_with = "listen")]
     pub no_listen: bool,
+    /// OVSDB unix socket to read (repeat; default: from running ovsdb-server processes)
+    #[arg(long, value_name = "SOCKET")]
+    pub ovsdb: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +61,7 @@ fn options(a: &RoutersArgs, only: Option<String>) -> Result<Options, String> {
         timeout,
         workers: (cpus * 2).clamp(2, 16),
         wire: a.listen || (only_set && !a.no_listen),
+        ovsdb: a.ovsdb.clone(),
     })
 }
 
@@ -195,6 +199,26 @@ fn render_all(out: &mut dyn Write, r: &RoutersReport, style: Style) -> std::io::
             if let Some(f) = &c.fix {
                 writeln!(out, "    fix: {f}")?;
             }
+        }
+    }
+    for c in &r.host_checks {
+        writeln!(
+            out,
+            "{} {}: {} {}",
+            c.subject.as_deref().unwrap_or("host"),
+            c.id,
+            c.status.as_str().to_uppercase(),
+            c.summary
+        )?;
+        for e in c
+            .evidence
+            .iter()
+            .filter(|_| c.status != crate::model::Status::Ok || style.verbose)
+        {
+            writeln!(out, "    seen: {e}")?;
+        }
+        if let (Some(f), true) = (&c.fix, c.status != crate::model::Status::Ok) {
+            writeln!(out, "    fix: {f}")?;
         }
     }
     for d in &r.dhcp {

@@ -12,6 +12,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nftables;
 pub mod nsscan;
+pub mod ovsdb;
 pub mod procs;
 pub mod sockets;
 pub mod vrrp;

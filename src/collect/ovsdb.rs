@@ -1,0 +1,233 @@
+//! Open vSwitch ports read from OVSDB over its unix socket (JSON-RPC, RFC 7047; no ovs-vsctl
+//! fork): each Interface's `external_ids` (`iface-id`, `attached-mac`), `mtu_request`, type and
+//! options (VXLAN `remote_ip`), and each Port's `tag` (4095: the agent never bound the port).
+//! [`parse`] is pure; [`query`] and [`discover`] are the I/O edge.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// One OVS interface with what Neutron writes on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OvsPort {
+    pub name: String,
+    /// `""` (system), `internal`, `vxlan`, `patch`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub iface_id: Option<String>,
+    pub attached_mac: Option<String>,
+    pub mtu_request: Option<u32>,
+    /// The Port's VLAN tag (local VLAN of the network; 4095 = dead).
+    pub tag: Option<u32>,
+    /// `remote_ip` of a tunnel port.
+    pub remote_ip: Option<String>,
+    /// Set on a bridge's own internal interface (its name).
+    pub bridge: Option<String>,
+}
+
+/// The request [`query`] sends.
+pub fn request() -> Value {
+    json!({"method": "transact", "id": 1, "params": ["Open_vSwitch",
+        {"op": "select", "table": "Interface", "where": [], "columns": ["name", "type", "external_ids", "mtu_request", "mtu", "options", "ofport", "link_state"]},
+        {"op": "select", "table": "Port", "where": [], "columns": ["name", "tag", "interfaces"]},
+        {"op": "select", "table": "Bridge", "where": [], "columns": ["name", "ports", "datapath_type"]}]})
+}
+
+/// OVSDB's `["map", [[k, v], …]]`.
+fn map(v: &Value) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    if let Some(pairs) = v.get(1).and_then(Value::as_array) {
+        for p in pairs {
+            if let (Some(k), Some(v)) = (
+                p.get(0).and_then(Value::as_str),
+                p.get(1).and_then(Value::as_str),
+            ) {
+                m.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    m
+}
+
+/// An optional integer: a number, or `["set", []]` for none.
+fn opt_int(v: &Value) -> Option<u32> {
+    v.as_u64().and_then(|n| u32::try_from(n).ok())
+}
+
+/// Ports from the answer to [`request`].
+pub fn parse(answer: &Value) -> Result<Vec<OvsPort>, String> {
+    if let Some(e) = answer.get("error").filter(|e| !e.is_null()) {
+        return Err(format!("OVSDB error: {e}"));
+    }
+    let res = answer
+        .get("result")
+        .and_then(Value::as_array)
+        .ok_or("OVSDB answer without a result")?;
+    let rows = |i: usize| -> Result<&Vec<Value>, String> {
+        let r = res.get(i).ok_or("short OVSDB answer")?;
+        if let Some(e) = r.get("error") {
+            return Err(format!("OVSDB error: {e}"));
+        }
+        r.get("rows")
+            .and_then(Value::as_array)
+            .ok_or_else(|| "OVSDB answer without rows".to_string())
+    };
+    let (ifaces, ports, bridges) = (rows(0)?, rows(1)?, rows(2)?);
+    // Neutron names each port after its single interface: join the tag on the name.
+    let mut tag_of: BTreeMap<String, Option<u32>> = BTreeMap::new();
+    for p in ports {
+        if let Some(n) = p.get("name").and_then(Value::as_str) {
+            tag_of.insert(n.to_string(), p.get("tag").and_then(opt_int));
+        }
+    }
+    let bridge_names: Vec<String> = bridges
+        .iter()
+        .filter_map(|b| b.get("name").and_then(Value::as_str).map(String::from))
+        .collect();
+    let mut out = Vec::new();
+    for i in ifaces {
+        let Some(name) = i.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let ext = i.get("external_ids").map(map).unwrap_or_default();
+        let opts = i.get("options").map(map).unwrap_or_default();
+        out.push(OvsPort {
+            name: name.to_string(),
+            kind: i
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            iface_id: ext.get("iface-id").cloned(),
+            attached_mac: ext.get("attached-mac").cloned(),
+            mtu_request: i.get("mtu_request").and_then(opt_int),
+            tag: tag_of.get(name).copied().flatten(),
+            remote_ip: opts.get("remote_ip").cloned(),
+            bridge: None,
+        });
+        if bridge_names.iter().any(|b| b == name) {
+            if let Some(last) = out.last_mut() {
+                last.bridge = Some(name.to_string());
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Ask one ovsdb-server (its unix socket) for the ports. Bounded by `timeout`.
+pub fn query(sock: &Path, timeout: Duration) -> Result<Vec<OvsPort>, String> {
+    let shown = sock.display();
+    let mut s = UnixStream::connect(sock)
+        .map_err(|e| format!("cannot connect to OVSDB at {shown}: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(request().to_string().as_bytes())
+        .map_err(|e| format!("OVSDB {shown}: {e}"))?;
+    let start = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        if start.elapsed() > timeout {
+            return Err(format!("OVSDB {shown} did not answer within {timeout:?}"));
+        }
+        let n = s
+            .read(&mut chunk)
+            .map_err(|e| format!("OVSDB {shown}: {e}"))?;
+        if n == 0 {
+            return Err(format!("OVSDB {shown} closed the connection"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > 64 << 20 {
+            return Err(format!("OVSDB {shown}: answer larger than 64 MiB"));
+        }
+        match serde_json::from_slice::<Value>(&buf) {
+            Ok(v) => return parse(&v),
+            Err(e) if e.is_eof() => continue,
+            Err(e) => return Err(format!("OVSDB {shown}: bad JSON: {e}")),
+        }
+    }
+}
+
+/// The unix sockets of running ovsdb-servers (`--remote=punix:PATH`), as reachable from here,
+/// else the default `/run/openvswitch/db.sock` when it exists.
+pub fn discover() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(t) = super::procs::ProcTable::scan_in(Path::new("/proc"), None) {
+        for p in t.procs.iter().filter(|p| p.name == "ovsdb-server") {
+            for a in &p.args {
+                if let Some(path) = a.strip_prefix("--remote=punix:") {
+                    let pb = p.path(path);
+                    if !out.contains(&pb) {
+                        out.push(pb);
+                    }
+                }
+            }
+        }
+    }
+    let default = PathBuf::from("/run/openvswitch/db.sock");
+    if out.is_empty() && default.exists() {
+        out.push(default);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_real_ovsdb_answer() {
+        let v: Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/ovsdb/transact.json"))
+                .expect("json");
+        let ports = parse(&v).expect("parses");
+        let dead = ports
+            .iter()
+            .find(|p| p.name == "tap9a8b7c6d-5e")
+            .expect("tap");
+        assert_eq!(dead.tag, Some(4095));
+        assert_eq!(
+            dead.iface_id.as_deref(),
+            Some("9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d")
+        );
+        assert_eq!(dead.attached_mac.as_deref(), Some("fa:16:3e:44:55:66"));
+        assert_eq!(dead.mtu_request, Some(1450));
+        let qr = ports
+            .iter()
+            .find(|p| p.name == "qr-7d1b3c2a-11")
+            .expect("qr");
+        assert_eq!((qr.tag, qr.kind.as_str()), (Some(1), "internal"));
+        let vx = ports.iter().find(|p| p.kind == "vxlan").expect("vxlan");
+        assert_eq!(
+            (vx.name.as_str(), vx.remote_ip.as_deref()),
+            ("vxlan-c0000202", Some("192.0.2.2"))
+        );
+        assert_eq!(
+            ports
+                .iter()
+                .find(|p| p.name == "br-int")
+                .and_then(|p| p.tag),
+            None
+        );
+    }
+
+    #[test]
+    fn errors_and_garbage() {
+        assert!(parse(&json!({"error": "unknown database", "result": null})).is_err());
+        assert!(parse(&json!({"result": [{"error": "x"}]})).is_err());
+        assert!(parse(&json!({})).is_err());
+        assert!(
+            parse(&json!({"result": [{"rows": []}, {"rows": []}, {"rows": []}]}))
+                .expect("empty")
+                .is_empty()
+        );
+    }
+}

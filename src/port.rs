@@ -493,6 +493,8 @@ mod tests {
             mtu: 1450,
             mac: Some(mac.into()),
             kind: Some("veth".into()),
+            lower: None,
+            remote: None,
         }
     }
 

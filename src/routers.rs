@@ -236,10 +236,22 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
     } else {
         vec![router::Wire::default(); preps.len()]
     };
+    // The node itself: its VXLAN devices (the overlay MTU).
+    let host = nsscan::read_here("host", opts.timeout);
+    let overlay: Option<(String, u32)> = host.net.as_ref().ok().and_then(|h| {
+        h.links
+            .iter()
+            .filter(|l| l.kind.as_deref() == Some("vxlan"))
+            .min_by_key(|l| l.mtu)
+            .map(|l| (l.name.clone(), l.mtu))
+    });
     let mut routers = Vec::new();
     for (p, w) in preps.iter().zip(&wires) {
         let rf = facts_of(p);
         let mut checks = router::checks(&rf);
+        if let Ok(net) = &p.f.net {
+            checks.extend(router::mtu_check(net, &p.f.name, overlay.clone()));
+        }
         checks.extend(router::wire_checks(&rf, w));
         let views = router::views(&rf);
         if let Some(peer) = &peer {
@@ -263,15 +275,17 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
     } else {
         opts.ovsdb.clone()
     };
-    let host_checks: Vec<Check> = socks
-        .iter()
-        .map(|s| {
-            router::ovs_check(
-                &s.display().to_string(),
-                &crate::collect::ovsdb::query(s, opts.timeout),
-            )
-        })
-        .collect();
+    let mut host_checks: Vec<Check> = host
+        .net
+        .as_ref()
+        .map(router::vxlan_checks)
+        .unwrap_or_default();
+    host_checks.extend(socks.iter().map(|s| {
+        router::ovs_check(
+            &s.display().to_string(),
+            &crate::collect::ovsdb::query(s, opts.timeout),
+        )
+    }));
     let verdict = routers
         .iter()
         .map(|r| r.verdict)

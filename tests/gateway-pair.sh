@@ -28,7 +28,15 @@ for g in A B; do
   ip -n "gw$g" link set lo up
 done
 ip -n gwA link add "ha-$short" type veth peer name "ha-$short" netns gwB
-ip -n gwA link add "qr-$short" address 02:00:00:00:0a:01 type veth peer name "qr-$short" address 02:00:00:00:0b:01 netns gwB
+ip -n gwA link add "qr-$short" address 02:00:00:00:0a:01 mtu 1450 type veth peer name "qr-$short" address 02:00:00:00:0b:01 mtu 1450 netns gwB
+# The node's overlay: a VXLAN device over an underlay with MTU 1500 (so at most 1450).
+ip link add ul0 type veth peer name ul1
+ip addr add 198.18.40.1/24 dev ul0
+ip link set ul0 up; ip link set ul1 up
+# No `dev` (as Neutron's agents create them): the kernel then lets the MTU exceed underlay − 50;
+# vmpath finds the underlay through the route to the remote.
+ip link add vxlan-100 mtu 1450 type vxlan id 100 remote 198.18.40.2 local 198.18.40.1 dstport 4789
+ip link set vxlan-100 up
 n=0
 for g in A B; do
   n=$((n + 1))
@@ -99,6 +107,11 @@ echo "== healthy-B"; run B --peer "$work/A.json"
 vsctl set port "qr-$short" tag=4095
 echo "== ovs-dead"; run A
 vsctl set port "qr-$short" tag=1
+ip link set vxlan-100 mtu 1500
+ip -n gwA link set "qr-$short" mtu 1600
+echo "== mtu"; run A
+ip link set vxlan-100 mtu 1450
+ip -n gwA link set "qr-$short" mtu 1450
 
 # Split-brain: VRRP cut both ways.
 for g in A B; do

@@ -111,6 +111,25 @@ fn ha_gateway_pair_states_and_faults() {
     assert_eq!(ovs(get("ovs-dead")), "fail", "{:#}", get("ovs-dead"));
     assert_eq!(get("ovs-dead")["verdict"], "fail");
 
+    // MTU: the VXLAN device above its underlay − 50 and qr- above the overlay MTU both fail.
+    let host_status = |d: &Value, id: &str| -> String {
+        d["host_checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|x| x["id"] == id))
+            .and_then(|x| x["status"].as_str())
+            .unwrap_or("missing")
+            .to_string()
+    };
+    assert_eq!(host_status(get("healthy-A"), "mtu.vxlan"), "ok");
+    assert_eq!(status(get("healthy-A"), "router.mtu"), "ok");
+    assert_eq!(
+        host_status(get("mtu"), "mtu.vxlan"),
+        "fail",
+        "{:#}",
+        get("mtu")
+    );
+    assert_eq!(status(get("mtu"), "router.mtu"), "fail");
+
     // Split-brain: both primary; the ARP probe finds the other holder; --peer sees two primaries.
     for g in ["split-A", "split-B"] {
         assert_eq!(views(get(g)), "primary", "{g}");

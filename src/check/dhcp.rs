@@ -287,6 +287,8 @@ mod tests {
                 mtu: 1450,
                 mac: Some("fe:16:3e:00:00:01".into()),
                 kind: None,
+                lower: None,
+                remote: None,
             }],
             routes: vec![Route {
                 dst: "198.51.100.11".parse().expect("ip"),

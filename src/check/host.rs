@@ -632,6 +632,8 @@ mod tests {
                     mtu: 1450,
                     mac: Some("fe:16:3e:00:00:01".into()),
                     kind: None,
+                    lower: None,
+                    remote: None,
                 },
                 Link {
                     index: 6,
@@ -641,6 +643,8 @@ mod tests {
                     mtu: 1450,
                     mac: Some("fe:16:3e:00:00:02".into()),
                     kind: None,
+                    lower: None,
+                    remote: None,
                 },
             ],
             addrs: vec![Addr {

@@ -21,8 +21,90 @@ pub const ROUTER_CATALOGUE: &[(&str, &str)] = &[
     ("router.adverts", "VRRP advertisements heard on ha- for 3 advert intervals: a backup hears a primary, a primary hears no other router with its VRID"),
     ("router.dad", "on the primary: a duplicate-address ARP probe for the gateway address from qr- gets no answer from another MAC"),
     ("router.peer", "with --peer: exactly one of the two gateways is primary"),
+    ("router.mtu", "the router's qr- MTU is not above the node's VXLAN MTU (bigger packets are lost in the tunnel)"),
+    ("mtu.vxlan", "each VXLAN device's MTU is at most its underlay device's MTU − 50 (IPv4 underlay)"),
     ("ovs.ports", "per ovsdb-server on the node: no Neutron port is dead (tag 4095: the agent never bound it); tunnel ports listed"),
 ];
+
+/// The node's VXLAN devices against their underlay devices.
+pub fn vxlan_checks(host: &HostNet) -> Vec<Check> {
+    let mut out = Vec::new();
+    for vx in host
+        .links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("vxlan"))
+    {
+        // The underlay: the device given with `dev`, else the one the routes send the remote to.
+        let under = vx
+            .lower
+            .or_else(|| vx.remote.and_then(|r| host.oif_for(r)))
+            .and_then(|i| host.link_by_index(i));
+        let Some(under) = under else {
+            out.push(
+                Check::unknown(
+                    "mtu.vxlan",
+                    format!(
+                        "{}: no underlay device known (no `dev`, no route to its remote)",
+                        vx.name
+                    ),
+                )
+                .subject(vx.name.clone())
+                .evidence(format!("{} mtu {}", vx.name, vx.mtu))
+                .fix(format!(
+                    "check the route to the VXLAN remote and compare: `ip -d link show {}`",
+                    vx.name
+                )),
+            );
+            continue;
+        };
+        let max = under.mtu.saturating_sub(50);
+        let ev = format!(
+            "{} mtu {} over {} mtu {}",
+            vx.name, vx.mtu, under.name, under.mtu
+        );
+        out.push(if vx.mtu <= max {
+            Check::ok("mtu.vxlan", format!("{} MTU {} fits {} ({} − 50)", vx.name, vx.mtu, under.name, under.mtu))
+                .subject(vx.name.clone())
+                .evidence(ev)
+        } else {
+            Check::fail("mtu.vxlan", format!("{} MTU {} is above {} − 50 = {max}: packets between {} and {} bytes are silently lost", vx.name, vx.mtu, under.name, max + 1, vx.mtu))
+                .subject(vx.name.clone())
+                .evidence(ev)
+                .fix(format!("ip link set {} mtu {max} (and keep Neutron's network MTU at or below it: global_physnet_mtu / path_mtu)", vx.name))
+        });
+    }
+    out
+}
+
+/// The router's tenant-side MTU against the node's overlay MTU.
+pub fn mtu_check(net: &HostNet, namespace: &str, overlay: Option<(String, u32)>) -> Option<Check> {
+    let (vx, vmtu) = overlay?;
+    let qrs: Vec<_> = net
+        .links
+        .iter()
+        .filter(|l| l.name.starts_with("qr-"))
+        .collect();
+    if qrs.is_empty() {
+        return None;
+    }
+    let too_big: Vec<String> = qrs
+        .iter()
+        .filter(|l| l.mtu > vmtu)
+        .map(|l| format!("{} mtu {}", l.name, l.mtu))
+        .collect();
+    let ev: Vec<String> = qrs
+        .iter()
+        .map(|l| format!("{} mtu {}", l.name, l.mtu))
+        .chain([format!("node overlay {vx} mtu {vmtu}")])
+        .collect();
+    Some(if too_big.is_empty() {
+        Check::ok("router.mtu", format!("qr- MTU within the overlay's {vmtu}")).evidences(ev)
+    } else {
+        Check::fail("router.mtu", format!("{} above the overlay MTU {vmtu} ({vx}): larger packets are lost", too_big.join(", ")))
+            .evidences(ev)
+            .fix(format!("ip netns exec {namespace} ip link set {} mtu {vmtu} (and fix the network's MTU in Neutron)", qrs[0].name))
+    })
+}
 
 /// Host-level check of the OVS ports one ovsdb-server knows.
 pub fn ovs_check(sock: &str, ports: &Result<Vec<crate::collect::ovsdb::OvsPort>, String>) -> Check {
@@ -504,6 +586,8 @@ mod tests {
             mtu: 1450,
             mac: None,
             kind: None,
+            lower: None,
+            remote: None,
         }
     }
 

@@ -29,6 +29,10 @@ pub struct Link {
     pub mac: Option<String>,
     /// Link kind (`veth`, `tun`, `bridge`...), when the kernel says.
     pub kind: Option<String>,
+    /// The lower device (IFLA_LINK; for VXLAN its underlay `dev`), when there is one.
+    pub lower: Option<u32>,
+    /// A VXLAN device's remote (or multicast group) address.
+    pub remote: Option<IpAddr>,
 }
 
 impl Link {
@@ -96,6 +100,29 @@ pub struct HostNet {
 
 pub const TABLE_MAIN: u32 = 254;
 
+/// Whether `net/len` contains `ip` (same family).
+pub fn prefix_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
+            u32::from(n) & m == u32::from(i) & m
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
+            u128::from(n) & m == u128::from(i) & m
+        }
+        _ => false,
+    }
+}
+
 /// Prefix length of a host route for `ip`: 32 or 128.
 pub fn host_len(ip: &IpAddr) -> u8 {
     if ip.is_ipv4() {
@@ -131,6 +158,19 @@ impl HostNet {
         self.routes.iter().filter(|r| r.table == TABLE_MAIN)
     }
     /// Host routes (/32, /128) of the main table through the interface with this index.
+    /// The interface the main table sends `dst` out of (longest prefix match; ECMP: the first
+    /// next hop).
+    pub fn oif_for(&self, dst: IpAddr) -> Option<u32> {
+        self.main_routes()
+            .filter(|r| {
+                r.dst.is_ipv4() == dst.is_ipv4()
+                    && r.kind == "unicast"
+                    && prefix_contains(r.dst, r.prefix_len, dst)
+            })
+            .max_by_key(|r| r.prefix_len)
+            .and_then(|r| r.nexthops.iter().find_map(|h| h.oif))
+    }
+
     pub fn host_routes_via(&self, index: u32) -> impl Iterator<Item = &Route> {
         self.main_routes()
             .filter(move |r| r.prefix_len == host_len(&r.dst) && r.oifs().any(|o| o == index))
@@ -355,6 +395,8 @@ impl Netlink {
                 mtu: 0,
                 mac: None,
                 kind: None,
+                lower: None,
+                remote: None,
             };
             for a in &m.attributes {
                 match a {
@@ -362,10 +404,24 @@ impl Netlink {
                     LinkAttribute::Mtu(v) => l.mtu = *v,
                     LinkAttribute::Address(b) if !b.is_empty() => l.mac = Some(mac_string(b)),
                     LinkAttribute::OperState(s) => l.oper = oper_name(s),
+                    LinkAttribute::Link(i) if *i != 0 && *i != m.header.index => l.lower = Some(*i),
                     LinkAttribute::LinkInfo(infos) => {
                         for i in infos {
-                            if let LinkInfo::Kind(k) = i {
-                                l.kind = Some(k.to_string().to_lowercase());
+                            match i {
+                                LinkInfo::Kind(k) => l.kind = Some(k.to_string().to_lowercase()),
+                                LinkInfo::Data(rtnetlink::packet_route::link::InfoData::Vxlan(
+                                    v,
+                                )) => {
+                                    for a in v {
+                                        use rtnetlink::packet_route::link::InfoVxlan;
+                                        match a {
+                                            InfoVxlan::Group(g) => l.remote = Some(IpAddr::V4(*g)),
+                                            InfoVxlan::Group6(g) => l.remote = Some(IpAddr::V6(*g)),
+                                            _ => {}
+                                        }
+                                    }
+                                }
+                                _ => {}
                             }
                         }
                     }

@@ -92,8 +92,8 @@ pub fn conntrack_max() -> Option<u64> {
         .ok()
 }
 
-/// Read the current thread's namespace (after setns).
-fn read_here(name: &str, timeout: Duration) -> NsFacts {
+/// Read the current thread's namespace (after setns, or the caller's own).
+pub fn read_here(name: &str, timeout: Duration) -> NsFacts {
     let net = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -372,9 +372,8 @@ fn wire(routers: &[(PathBuf, RouterFacts<'_>)], workers: usize) -> Vec<router::W
         let l = p.ha.as_deref().map(|h| {
             crate::collect::vrrp::open_listener(h).map_err(|e| format!("listen on {h}: {e}"))
         });
-        let d = p.dad.as_ref().map(|(dev, mac, ip)| {
-            crate::collect::vrrp::open_arp(dev, *mac, *ip)
-                .map_err(|e| format!("ARP probe on {dev}: {e}"))
+        let d = p.dad.as_ref().map(|(dev, _mac, ip)| {
+            crate::collect::vrrp::open_arp(dev, *ip).map_err(|e| format!("ARP probe on {dev}: {e}"))
         });
         (l, d)
     });
@@ -395,7 +394,7 @@ fn wire(routers: &[(PathBuf, RouterFacts<'_>)], workers: usize) -> Vec<router::W
         }
         if let Some(Ok(d)) = d {
             fds.push(libc::pollfd {
-                fd: d.as_raw_fd(),
+                fd: d.fd.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             });
@@ -413,8 +412,8 @@ fn wire(routers: &[(PathBuf, RouterFacts<'_>)], workers: usize) -> Vec<router::W
                 if let Some(Ok(s)) = l {
                     crate::collect::vrrp::read_adverts(s, &mut heard[i]);
                 }
-                if let (Some(Ok(fd)), Some((_, mac, ip))) = (d, &plans[i].dad) {
-                    crate::collect::vrrp::read_arp(fd, *mac, *ip, &mut macs[i]);
+                if let Some(Ok(probe)) = d {
+                    crate::collect::vrrp::read_arp(probe, &mut macs[i]);
                 }
             }
         }

@@ -28,7 +28,8 @@ for g in A B; do
   ip -n "gw$g" link set lo up
 done
 ip -n gwA link add "ha-$short" type veth peer name "ha-$short" netns gwB
-ip -n gwA link add "qr-$short" address 02:00:00:00:0a:01 mtu 1450 type veth peer name "qr-$short" address 02:00:00:00:0b:01 mtu 1450 netns gwB
+# Both routers' qr- carry the same MAC, as in Neutron (one port, two gateways).
+ip -n gwA link add "qr-$short" address fa:16:3e:00:02:01 mtu 1450 type veth peer name "qr-$short" address fa:16:3e:00:02:01 mtu 1450 netns gwB
 # The node's overlay: a VXLAN device over an underlay with MTU 1500 (so at most 1450).
 ip link add ul0 type veth peer name ul1
 ip addr add 198.18.40.1/24 dev ul0

@@ -125,9 +125,29 @@ fn mac_text(m: &[u8; 6]) -> String {
         .join(":")
 }
 
-/// Send a duplicate-address probe for `target` out of `ifname` (our MAC `mac`) from the current
-/// thread's namespace; returns the packet socket to read the answers from ([`read_arp`]).
-pub fn open_arp(ifname: &str, mac: [u8; 6], target: Ipv4Addr) -> io::Result<OwnedFd> {
+/// A locally administered MAC for the probe (both HA routers of a Neutron router share the qr-
+/// port's MAC, so a probe from that MAC would never see the other holder's answer).
+pub fn probe_mac() -> [u8; 6] {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().rotate_left(12);
+    let b = t.to_be_bytes();
+    [0x02, 0x76, 0x6d, b[1], b[2], b[3]]
+}
+
+/// A duplicate-address probe in flight: its socket and the MAC it was sent from.
+pub struct ArpProbe {
+    pub fd: OwnedFd,
+    pub from_mac: [u8; 6],
+    pub target: Ipv4Addr,
+}
+
+/// Send a duplicate-address probe for `target` out of `ifname` from a fresh locally administered
+/// MAC (received through a unicast filter entry for that MAC, kept for the socket's life), from
+/// the current thread's namespace. Read the answers with [`read_arp`].
+pub fn open_arp(ifname: &str, target: Ipv4Addr) -> io::Result<ArpProbe> {
     let index = crate::probe::route::ifindex(ifname)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname}")))?;
     let proto = i32::from((libc::ETH_P_ARP as u16).to_be());
@@ -144,6 +164,41 @@ pub fn open_arp(ifname: &str, mac: [u8; 6], target: Ipv4Addr) -> io::Result<Owne
     }
     // SAFETY: fd is a fresh, valid descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mac = probe_mac();
+    // SAFETY: packet_mreq is plain data; zeroed then filled.
+    let mut mr: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mr.mr_ifindex = index as i32;
+    mr.mr_type = libc::PACKET_MR_UNICAST as u16;
+    mr.mr_alen = 6;
+    mr.mr_address[..6].copy_from_slice(&mac);
+    let mlen = std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t;
+    // SAFETY: setsockopt with a correctly sized packet_mreq.
+    if unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&mr as *const libc::packet_mreq).cast(),
+            mlen,
+        )
+    } < 0
+    {
+        // No unicast filter support: promiscuous for the socket's life instead.
+        mr.mr_type = libc::PACKET_MR_PROMISC as u16;
+        // SAFETY: as above.
+        if unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                (&mr as *const libc::packet_mreq).cast(),
+                mlen,
+            )
+        } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
     // SAFETY: sockaddr_ll is plain data; zeroed then filled.
     let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sa.sll_family = libc::AF_PACKET as u16;
@@ -178,17 +233,22 @@ pub fn open_arp(ifname: &str, mac: [u8; 6], target: Ipv4Addr) -> io::Result<Owne
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(fd)
+    Ok(ArpProbe {
+        fd,
+        from_mac: mac,
+        target,
+    })
 }
 
-/// Read queued ARP frames: MACs other than `mac` that answer for `target` are added to `macs`.
-pub fn read_arp(fd: &OwnedFd, mac: [u8; 6], target: Ipv4Addr, macs: &mut Vec<String>) {
+/// Read queued ARP frames: the sender MACs of replies for the probe's target addressed to the
+/// probe's MAC are added to `macs` (whatever they are: the other holder may share our MAC).
+pub fn read_arp(p: &ArpProbe, macs: &mut Vec<String>) {
     let mut buf = [0u8; 1514];
     for _ in 0..4096 {
         // SAFETY: recv into a sized buffer on a non-blocking descriptor.
         let n = unsafe {
             libc::recv(
-                fd.as_raw_fd(),
+                p.fd.as_raw_fd(),
                 buf.as_mut_ptr().cast(),
                 buf.len(),
                 libc::MSG_DONTWAIT,
@@ -197,9 +257,13 @@ pub fn read_arp(fd: &OwnedFd, mac: [u8; 6], target: Ipv4Addr, macs: &mut Vec<Str
         if n <= 0 {
             break;
         }
-        if let Some((ip, m)) = parse_arp_reply(&buf[..n as usize]) {
+        let frame = &buf[..n as usize];
+        if frame.get(32..38) != Some(&p.from_mac[..]) {
+            continue;
+        }
+        if let Some((ip, m)) = parse_arp_reply(frame) {
             let t = mac_text(&m);
-            if ip == target && m != mac && !macs.contains(&t) {
+            if ip == p.target && !macs.contains(&t) {
                 macs.push(t);
             }
         }

@@ -495,6 +495,7 @@ mod tests {
             kind: Some("veth".into()),
             lower: None,
             remote: None,
+            local: None,
         }
     }
 

@@ -113,6 +113,24 @@ fn facts_of<'a>(p: &'a Prep<'a>, ct_max: Option<u64>) -> RouterFacts<'a> {
     }
 }
 
+/// Neutron's ha_confs from its config (`state_path` in l3_agent.ini or neutron.conf, default
+/// /var/lib/neutron), when that directory exists: found even when no keepalived runs.
+fn neutron_ha_confs() -> Option<PathBuf> {
+    let from_conf = ["/etc/neutron/l3_agent.ini", "/etc/neutron/neutron.conf"]
+        .iter()
+        .find_map(|f| {
+            let text = std::fs::read_to_string(f).ok()?;
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == "state_path").then(|| PathBuf::from(v.trim()))
+            })
+        });
+    let dir = from_conf
+        .unwrap_or_else(|| PathBuf::from("/var/lib/neutron"))
+        .join("ha_confs");
+    dir.is_dir().then_some(dir)
+}
+
 /// Find Neutron's ha_confs directory from keepalived's configs.
 fn ha_confs_of(kas: &[Keepalived]) -> Option<PathBuf> {
     kas.iter().find_map(|k| {
@@ -140,8 +158,6 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
             ));
         }
     }
-    let kas = keepalived::discover();
-    let ha_confs = opts.ha_confs.clone().or_else(|| ha_confs_of(&kas));
     let inode_of: HashMap<String, u64> = entries
         .iter()
         .filter_map(|e| {
@@ -150,6 +166,18 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
                 .map(|m| (e.name.clone(), m.ino()))
         })
         .collect();
+    // keepalived of THIS node: the ones running in one of its namespaces (other gateways'
+    // processes are visible in /proc too when they share the kernel, as in a lab).
+    let ours: std::collections::HashSet<u64> = inode_of.values().copied().collect();
+    let kas: Vec<Keepalived> = keepalived::discover()
+        .into_iter()
+        .filter(|k| ours.contains(&k.netns_inode))
+        .collect();
+    let ha_confs = opts
+        .ha_confs
+        .clone()
+        .or_else(|| ha_confs_of(&kas))
+        .or_else(neutron_ha_confs);
     let facts = nsscan::scan(&entries, opts.workers, opts.timeout);
     let ct_max = nsscan::conntrack_max();
     let peer = match &opts.peer {
@@ -182,9 +210,7 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
             continue;
         };
         let ino = inode_of.get(&f.name).copied();
-        let ka = kas
-            .iter()
-            .find(|k| Some(k.netns_inode) == ino || k.router_id().as_deref() == Some(id));
+        let ka = kas.iter().find(|k| Some(k.netns_inode) == ino);
         let conf_path = ka.and_then(|k| k.conf.clone()).or_else(|| {
             ha_confs
                 .as_ref()

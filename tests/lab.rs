@@ -1204,3 +1204,122 @@ fn probe_record_route_maps_every_flow_correctly() {
     let classify = doc["elapsed_ms"].as_f64().expect("elapsed");
     assert!(classify < 1000.0, "full maps took {classify} ms");
 }
+
+// ---------------------------------------------------------------------------------------------
+// vmpath routers on the lab's HA gateways (gwA, gwB: one router, keepalived, OVS, VXLAN)
+// ---------------------------------------------------------------------------------------------
+
+/// `vmpath routers --listen --json` run on gateway host `host` (its netns and mount namespace),
+/// with `--ha-confs` from lab.json (discovery needs a running keepalived, or Neutron's config).
+fn routers_on(lab: &Lab, host: &str) -> (i32, Value) {
+    let info = lab_info(lab);
+    let ha = info["ha"]["gateways"][host]["ha_confs"]
+        .as_str()
+        .expect("ha_confs")
+        .to_string();
+    let out = Command::new(vmlab())
+        .args(["exec", "--dir"])
+        .arg(&lab.dir)
+        .args([
+            "--host",
+            host,
+            env!("CARGO_BIN_EXE_vmpath"),
+            "routers",
+            "--listen",
+            "--json",
+            "--ha-confs",
+            &ha,
+        ])
+        .output()
+        .expect("run vmpath routers");
+    let code = out.status.code().unwrap_or(-1);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "routers on {host}: bad JSON ({e}), exit {code}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, doc)
+}
+
+/// Non-ok checks of a routers document: router checks and node checks, as (id, status).
+fn routers_not_ok(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for r in doc["routers"].as_array().into_iter().flatten() {
+        for c in r["checks"].as_array().into_iter().flatten() {
+            if c["status"] != "ok" {
+                out.insert((
+                    c["id"].as_str().unwrap_or("").into(),
+                    c["status"].as_str().unwrap_or("").into(),
+                ));
+            }
+        }
+    }
+    for c in doc["host_checks"].as_array().into_iter().flatten() {
+        if c["status"] != "ok" {
+            out.insert((
+                c["id"].as_str().unwrap_or("").into(),
+                c["status"].as_str().unwrap_or("").into(),
+            ));
+        }
+    }
+    out
+}
+
+/// The healthy HA part is all ok on both gateways (one primary); each fault fails its check.
+#[test]
+fn routers_on_the_ha_gateways_healthy_and_faults() {
+    let Some((lab, _g)) = lab() else { return };
+    let info = lab_info(lab);
+    assert!(info["ha"].is_object(), "lab.json has no ha part");
+    let mut roles = Vec::new();
+    for h in ["gwA", "gwB"] {
+        let (code, doc) = routers_on(lab, h);
+        assert_eq!(code, 0, "{h}: {:?}\n{doc:#}", routers_not_ok(&doc));
+        assert_eq!(doc["routers"].as_array().map(Vec::len), Some(1), "{h}");
+        assert!(
+            doc["dhcp"].as_array().is_some_and(|d| d.len() == 1),
+            "{h}: qdhcp listed"
+        );
+        assert!(
+            doc["host_checks"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|x| x["id"] == "ovs.ports")),
+            "{h}: OVS read"
+        );
+        roles.push(
+            doc["routers"][0]["views"]["addresses"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+    }
+    roles.sort();
+    assert_eq!(roles, ["backup", "primary"]);
+    // Each fault: (fault, gateway to look at, checks that must fail there).
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("conntrack-full", "gwA", &["router.conntrack"]),
+        ("mtu-mismatch", "gwA", &["mtu.vxlan"]),
+        ("ovs-dead-port", "gwA", &["ovs.ports"]),
+        (
+            "keepalived-killed",
+            "gwA",
+            &["router.keepalived", "router.vrrp"],
+        ),
+        ("no-primary", "gwB", &["router.keepalived"]),
+    ];
+    for (fault, host, must) in cases {
+        lab.with_fault(fault, || {
+            let (code, doc) = routers_on(lab, host);
+            let bad = routers_not_ok(&doc);
+            assert_eq!(code, 2, "{fault} on {host}: {bad:?}");
+            for m in *must {
+                assert!(
+                    bad.contains(&(m.to_string(), "fail".to_string())),
+                    "{fault} on {host}: {m} does not fail: {bad:?}"
+                );
+            }
+        });
+    }
+}

@@ -289,6 +289,7 @@ mod tests {
                 kind: None,
                 lower: None,
                 remote: None,
+                local: None,
             }],
             routes: vec![Route {
                 dst: "198.51.100.11".parse().expect("ip"),

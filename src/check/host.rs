@@ -634,6 +634,7 @@ mod tests {
                     kind: None,
                     lower: None,
                     remote: None,
+                    local: None,
                 },
                 Link {
                     index: 6,
@@ -645,6 +646,7 @@ mod tests {
                     kind: None,
                     lower: None,
                     remote: None,
+                    local: None,
                 },
             ],
             addrs: vec![Addr {

@@ -38,13 +38,18 @@ pub fn vxlan_checks(host: &HostNet) -> Vec<Check> {
         let under = vx
             .lower
             .or_else(|| vx.remote.and_then(|r| host.oif_for(r)))
+            .or_else(|| {
+                // Unicast VXLAN with FDB entries: the device holding the local VTEP address.
+                let local = vx.local?;
+                host.addrs.iter().find(|a| a.addr == local).map(|a| a.index)
+            })
             .and_then(|i| host.link_by_index(i));
         let Some(under) = under else {
             out.push(
                 Check::unknown(
                     "mtu.vxlan",
                     format!(
-                        "{}: no underlay device known (no `dev`, no route to its remote)",
+                        "{}: no underlay device known (no `dev`, no remote route, no local address)",
                         vx.name
                     ),
                 )
@@ -588,6 +593,7 @@ mod tests {
             kind: None,
             lower: None,
             remote: None,
+            local: None,
         }
     }
 

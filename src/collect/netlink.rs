@@ -33,6 +33,8 @@ pub struct Link {
     pub lower: Option<u32>,
     /// A VXLAN device's remote (or multicast group) address.
     pub remote: Option<IpAddr>,
+    /// A VXLAN device's local (VTEP) address.
+    pub local: Option<IpAddr>,
 }
 
 impl Link {
@@ -397,6 +399,7 @@ impl Netlink {
                 kind: None,
                 lower: None,
                 remote: None,
+                local: None,
             };
             for a in &m.attributes {
                 match a {
@@ -417,6 +420,8 @@ impl Netlink {
                                         match a {
                                             InfoVxlan::Group(g) => l.remote = Some(IpAddr::V4(*g)),
                                             InfoVxlan::Group6(g) => l.remote = Some(IpAddr::V6(*g)),
+                                            InfoVxlan::Local(a) => l.local = Some(IpAddr::V4(*a)),
+                                            InfoVxlan::Local6(a) => l.local = Some(IpAddr::V6(*a)),
                                             _ => {}
                                         }
                                     }

@@ -147,15 +147,7 @@ impl Lab {
         let mut args = vec!["walk", target, "--json"];
         args.extend_from_slice(extra);
         let out = self.vmpath(ns, &args);
-        let code = out.status.code().unwrap_or(-1);
-        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "walk {target} in {ns}: bad JSON ({e}), exit {code}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (code, doc)
+        json_of(&out, &format!("walk {target} in {ns}"))
     }
 
     fn with_fault<F: FnOnce()>(&self, name: &str, f: F) {
@@ -166,6 +158,19 @@ impl Lab {
             std::panic::resume_unwind(p);
         }
     }
+}
+
+/// Exit code and JSON document of a vmpath run; panics with its output when it is not JSON.
+fn json_of(out: &Output, what: &str) -> (i32, Value) {
+    let code = out.status.code().unwrap_or(-1);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what}: bad JSON ({e}), exit {code}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, doc)
 }
 
 fn checks(doc: &Value) -> &Vec<Value> {
@@ -804,15 +809,7 @@ fn probe(lab: &Lab, args: &[&str]) -> (i32, Value) {
     a.extend_from_slice(args);
     a.push("--json");
     let out = lab.vmpath("pc1", &a);
-    let code = out.status.code().unwrap_or(-1);
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "probe {args:?}: bad JSON ({e}), exit {code}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (code, doc)
+    json_of(&out, &format!("probe {args:?}"))
 }
 
 /// The gateway r1 itself picks for one of pc1's flows (`ip route get … sport S dport D`).
@@ -1232,15 +1229,7 @@ fn routers_on(lab: &Lab, host: &str) -> (i32, Value) {
         ])
         .output()
         .expect("run vmpath routers");
-    let code = out.status.code().unwrap_or(-1);
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "routers on {host}: bad JSON ({e}), exit {code}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (code, doc)
+    json_of(&out, &format!("routers on {host}"))
 }
 
 /// Non-ok checks of a routers document: router checks and node checks, as (id, status).

@@ -366,14 +366,7 @@ pub fn checks(f: &RouterFacts) -> Vec<Check> {
         .map(|i| {
             i.vips
                 .iter()
-                .map(|a| {
-                    format!(
-                        "{}/{} dev {}",
-                        a.addr,
-                        a.prefix_len,
-                        a.dev.as_deref().unwrap_or("?")
-                    )
-                })
+                .map(|a| a.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         })
@@ -434,27 +427,13 @@ pub fn checks(f: &RouterFacts) -> Vec<Check> {
             .excluded
             .iter()
             .filter(|a| has_addr(net, a.addr, a.dev.as_deref()))
-            .map(|a| {
-                format!(
-                    "{}/{} dev {}",
-                    a.addr,
-                    a.prefix_len,
-                    a.dev.as_deref().unwrap_or("?")
-                )
-            })
+            .map(|a| a.to_string())
             .collect();
         let absent: Vec<String> = i
             .excluded
             .iter()
             .filter(|a| !has_addr(net, a.addr, a.dev.as_deref()))
-            .map(|a| {
-                format!(
-                    "{}/{} dev {}",
-                    a.addr,
-                    a.prefix_len,
-                    a.dev.as_deref().unwrap_or("?")
-                )
-            })
+            .map(|a| a.to_string())
             .collect();
         let ev: Vec<String> = present
             .iter()

@@ -23,6 +23,19 @@ pub struct VirtualAddr {
     pub dev: Option<String>,
 }
 
+impl std::fmt::Display for VirtualAddr {
+    /// As `ip addr add` takes it: `ADDR/LEN dev IF`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} dev {}",
+            self.addr,
+            self.prefix_len,
+            self.dev.as_deref().unwrap_or("?")
+        )
+    }
+}
+
 /// One `vrrp_instance` block.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VrrpInstance {

@@ -48,20 +48,7 @@ const NLMSG_DONE: u16 = 3;
 
 /// List the tables of this network namespace. Needs CAP_NET_ADMIN.
 pub fn list_tables(timeout: Duration) -> io::Result<Vec<NftTable>> {
-    let msgs = dump(NFT_MSG_GETTABLE, 0, &[], timeout)?;
-    let mut out = Vec::new();
-    for m in &msgs {
-        if m.kind != NFT_MSG_NEWTABLE {
-            continue;
-        }
-        if let Some(name) = attrs(&m.body).find(|(t, _)| *t == NFTA_TABLE_NAME) {
-            out.push(NftTable {
-                family: m.family,
-                name: attr_str(name.1),
-            });
-        }
-    }
-    Ok(out)
+    Ok(tables_of(&dump(NFT_MSG_GETTABLE, 0, &[], timeout)?))
 }
 
 /// One nftables message of a dump: its type (without the subsystem), its nfgenmsg family and
@@ -110,19 +97,18 @@ pub fn split_dump(buf: &[u8], out: &mut Vec<NfMsg>) -> io::Result<bool> {
     Ok(false)
 }
 
-/// Parse one buffer of a table dump (kept for its tests): tables found, and whether it ended.
-pub fn parse_dump(buf: &[u8], out: &mut Vec<NftTable>) -> io::Result<bool> {
-    let mut msgs = Vec::new();
-    let done = split_dump(buf, &mut msgs)?;
-    for m in msgs.iter().filter(|m| m.kind == NFT_MSG_NEWTABLE) {
-        if let Some((_, v)) = attrs(&m.body).find(|(t, _)| *t == NFTA_TABLE_NAME) {
-            out.push(NftTable {
+/// The tables among the messages of a table dump.
+pub fn tables_of(msgs: &[NfMsg]) -> Vec<NftTable> {
+    msgs.iter()
+        .filter(|m| m.kind == NFT_MSG_NEWTABLE)
+        .filter_map(|m| {
+            let (_, v) = attrs(&m.body).find(|(t, _)| *t == NFTA_TABLE_NAME)?;
+            Some(NftTable {
                 family: m.family,
                 name: attr_str(v),
-            });
-        }
-    }
-    Ok(done)
+            })
+        })
+        .collect()
 }
 
 /// Netlink attributes of a buffer: (type without the nested/byte-order flags, payload).
@@ -297,8 +283,9 @@ mod tests {
         done[0..4].copy_from_slice(&20u32.to_ne_bytes());
         done[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
         buf.extend(done);
-        let mut out = Vec::new();
-        assert!(parse_dump(&buf, &mut out).expect("parse"));
+        let mut msgs = Vec::new();
+        assert!(split_dump(&buf, &mut msgs).expect("parse"));
+        let out = tables_of(&msgs);
         assert_eq!(out.len(), 3);
         assert!(out[0].is_iptables() && !out[0].is_native_l3());
         assert!(out[1].is_native_l3());
@@ -309,8 +296,8 @@ mod tests {
     fn truncated_input_is_an_error_not_a_panic() {
         let buf = msg(0x0a00, IPV4, "filter");
         let mut out = Vec::new();
-        assert!(parse_dump(&buf[..buf.len() - 3], &mut out).is_err());
-        assert!(!parse_dump(&buf[..10], &mut out).expect("short tail is ignored"));
+        assert!(split_dump(&buf[..buf.len() - 3], &mut out).is_err());
+        assert!(!split_dump(&buf[..10], &mut out).expect("short tail is ignored"));
     }
 
     #[test]

@@ -171,33 +171,10 @@ pub fn open_arp(ifname: &str, target: Ipv4Addr) -> io::Result<ArpProbe> {
     mr.mr_type = libc::PACKET_MR_UNICAST as u16;
     mr.mr_alen = 6;
     mr.mr_address[..6].copy_from_slice(&mac);
-    let mlen = std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t;
-    // SAFETY: setsockopt with a correctly sized packet_mreq.
-    if unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_ADD_MEMBERSHIP,
-            (&mr as *const libc::packet_mreq).cast(),
-            mlen,
-        )
-    } < 0
-    {
+    if add_membership(&fd, &mr).is_err() {
         // No unicast filter support: promiscuous for the socket's life instead.
         mr.mr_type = libc::PACKET_MR_PROMISC as u16;
-        // SAFETY: as above.
-        if unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_ADD_MEMBERSHIP,
-                (&mr as *const libc::packet_mreq).cast(),
-                mlen,
-            )
-        } < 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+        add_membership(&fd, &mr)?;
     }
     // SAFETY: sockaddr_ll is plain data; zeroed then filled.
     let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -238,6 +215,25 @@ pub fn open_arp(ifname: &str, target: Ipv4Addr) -> io::Result<ArpProbe> {
         from_mac: mac,
         target,
     })
+}
+
+fn add_membership(fd: &OwnedFd, mr: &libc::packet_mreq) -> io::Result<()> {
+    let len = std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t;
+    // SAFETY: setsockopt with a correctly sized packet_mreq on a valid descriptor.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (mr as *const libc::packet_mreq).cast(),
+            len,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Read queued ARP frames: the sender MACs of replies for the probe's target addressed to the

@@ -119,7 +119,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__router)
-            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --ovsdb --json --verbose --config --help --version"
+            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --ovsdb --no-dump --no-bgp --bird-socket --frr-dir --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -142,6 +142,14 @@ _vmpath() {
                     return 0
                     ;;
                 --ovsdb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bird-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --frr-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -157,7 +165,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__routers)
-            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --ovsdb --json --verbose --config --help --version"
+            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --ovsdb --no-dump --no-bgp --bird-socket --frr-dir --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -180,6 +188,14 @@ _vmpath() {
                     return 0
                     ;;
                 --ovsdb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bird-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --frr-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -69,9 +69,13 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l ha-confs -d 'N
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l peer -d 'The other gateway\'s `vmpath routers --json`: check that exactly one is primary' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l timeout -d 'How long to wait for each namespace\'s netlink answers: 2s, 500ms' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l ovsdb -d 'OVSDB unix socket to read (repeat; default: from running ovsdb-server processes)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l bird-socket -d 'BIRD control socket (default: from the running bird\'s -s option)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l frr-dir -d 'FRR vty socket directory holding bgpd.vty (default: from the running bgpd\'s -N option)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l listen -d 'Also listen for VRRP adverts on every ha- interface and ARP-probe each primary\'s gateway address (3 advert intervals; `router ID` does it unless --no-listen)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l no-listen -d 'With `router ID`: only the local state, no listening or probing'
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l no-dump -d 'Do not ask keepalived for its own state (by default each router\'s keepalived gets its JSON-dump signal, `keepalived --signum=JSON`, and vmpath reads the keepalived.json it writes)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l no-bgp -d 'Do not ask the node\'s BGP speaker about tenant prefixes (for gateways that do not announce them)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -81,9 +85,13 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l ha-confs -d 'Ne
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l peer -d 'The other gateway\'s `vmpath routers --json`: check that exactly one is primary' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l timeout -d 'How long to wait for each namespace\'s netlink answers: 2s, 500ms' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l ovsdb -d 'OVSDB unix socket to read (repeat; default: from running ovsdb-server processes)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l bird-socket -d 'BIRD control socket (default: from the running bird\'s -s option)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l frr-dir -d 'FRR vty socket directory holding bgpd.vty (default: from the running bgpd\'s -N option)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l listen -d 'Also listen for VRRP adverts on every ha- interface and ARP-probe each primary\'s gateway address (3 advert intervals; `router ID` does it unless --no-listen)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l no-listen -d 'With `router ID`: only the local state, no listening or probing'
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l no-dump -d 'Do not ask keepalived for its own state (by default each router\'s keepalived gets its JSON-dump signal, `keepalived --signum=JSON`, and vmpath reads the keepalived.json it writes)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l no-bgp -d 'Do not ask the node\'s BGP speaker about tenant prefixes (for gateways that do not announce them)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -s h -l help -d 'Print help (see more with \'--help\')'

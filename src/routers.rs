@@ -3,6 +3,7 @@
 //! router checks run per router.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,6 +31,11 @@ pub struct Options {
     pub wire: bool,
     /// OVSDB sockets to read (found from ovsdb-server processes when empty).
     pub ovsdb: Vec<PathBuf>,
+    /// Ask each router's keepalived for its own state (its JSON dump).
+    pub dump: bool,
+    /// Ask the node's BGP speaker whether each router's tenant prefixes are advertised.
+    pub bgp: bool,
+    pub bgp_overrides: crate::collect::bgp::Overrides,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +47,9 @@ pub struct RouterReport {
     pub views: Views,
     /// Percent of nf_conntrack_max used in the namespace.
     pub conntrack_percent: Option<f64>,
+    /// The tenant prefixes behind the router (its qr- gateway subnets), asked of the node's
+    /// BGP speaker.
+    pub tenant_prefixes: Vec<String>,
     pub checks: Vec<Check>,
 }
 
@@ -92,6 +101,7 @@ struct Prep<'a> {
     instances: Result<Vec<VrrpInstance>, String>,
     state_file: Result<String, String>,
     state_path: String,
+    reported: Option<Result<keepalived::Reported, String>>,
 }
 
 fn facts_of<'a>(p: &'a Prep<'a>, ct_max: Option<u64>) -> RouterFacts<'a> {
@@ -110,6 +120,7 @@ fn facts_of<'a>(p: &'a Prep<'a>, ct_max: Option<u64>) -> RouterFacts<'a> {
         },
         state_file: p.state_file.clone(),
         state_path: p.state_path.clone(),
+        reported: p.reported.clone(),
     }
 }
 
@@ -248,7 +259,20 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
             state_path: state_path
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "-".into()),
+            reported: None,
         });
+    }
+    // The node's BGP speaker, asked about every tenant prefix at once while keepalived is.
+    let tenant: Vec<Vec<(IpAddr, u8)>> = preps.iter().map(tenant_prefixes).collect();
+    let bgp_thread = opts.bgp.then(|| {
+        let mut all: Vec<(IpAddr, u8)> = tenant.iter().flatten().copied().collect();
+        all.sort();
+        all.dedup();
+        let (ov, timeout) = (opts.bgp_overrides.clone(), opts.timeout);
+        std::thread::spawn(move || ask_bgp(&ov, &all, timeout))
+    });
+    if opts.dump {
+        ask_keepalived(&mut preps, opts.timeout);
     }
     let facts_of = |p| facts_of(p, ct_max);
     let wires: Vec<router::Wire> = if opts.wire {
@@ -271,14 +295,26 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
             .min_by_key(|l| l.mtu)
             .map(|l| (l.name.clone(), l.mtu))
     });
+    let bgp: Option<Vec<Spoken>> = bgp_thread.map(|t| {
+        t.join().unwrap_or_else(|_| {
+            vec![Err(Box::new(
+                Check::unknown("bgp.daemon", "the BGP collector thread panicked")
+                    .fix("report this as a vmpath bug with the output of --verbose"),
+            ))]
+        })
+    });
     let mut routers = Vec::new();
-    for (p, w) in preps.iter().zip(&wires) {
+    for ((p, w), pfx) in preps.iter().zip(&wires).zip(&tenant) {
         let rf = facts_of(p);
         let mut checks = router::checks(&rf);
         if let Ok(net) = &p.f.net {
             checks.extend(router::mtu_check(net, &p.f.name, overlay.clone()));
         }
         checks.extend(router::wire_checks(&rf, w));
+        let names: Vec<String> = pfx.iter().map(|(a, l)| format!("{a}/{l}")).collect();
+        if let Some(sp) = &bgp {
+            checks.extend(bgp_router_checks(sp, &names));
+        }
         let views = router::views(&rf);
         if let Some(peer) = &peer {
             checks.push(peer_check(p.id, &views, peer));
@@ -293,6 +329,7 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
             verdict: model::verdict(&checks),
             views,
             conntrack_percent,
+            tenant_prefixes: names,
             checks,
         });
     }
@@ -306,6 +343,9 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
         .as_ref()
         .map(router::vxlan_checks)
         .unwrap_or_default();
+    if let Some(sp) = &bgp {
+        host_checks.extend(bgp_host_checks(sp));
+    }
     host_checks.extend(socks.iter().map(|s| {
         router::ovs_check(
             &s.display().to_string(),
@@ -328,6 +368,152 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
         host_checks,
         elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
     })
+}
+
+/// The router's tenant prefixes: the subnets of its qr- gateway addresses (from keepalived.conf's
+/// `virtual_ipaddress_excluded`, which both gateways have; else the qr- addresses configured),
+/// link-local ones left out.
+fn tenant_prefixes(p: &Prep<'_>) -> Vec<(IpAddr, u8)> {
+    let from_conf: Vec<(IpAddr, u8)> = p
+        .instances
+        .iter()
+        .flatten()
+        .flat_map(|i| &i.excluded)
+        .filter(|a| a.dev.as_deref().is_some_and(|d| d.starts_with("qr-")))
+        .map(|a| (a.addr, a.prefix_len))
+        .collect();
+    let pairs = if from_conf.is_empty() {
+        p.f.net
+            .as_ref()
+            .map(|n| {
+                n.addrs
+                    .iter()
+                    .filter(|a| n.ifname(a.index).starts_with("qr-"))
+                    .map(|a| (a.addr, a.prefix_len))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        from_conf
+    };
+    let mut out: Vec<(IpAddr, u8)> = pairs
+        .into_iter()
+        .filter(|(a, _)| !crate::collect::netlink::is_link_local(a))
+        .map(|(a, l)| (crate::collect::netlink::network_of(a, l), l))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// What one BGP speaker of the node said, or the row saying why it could not.
+type Spoken = Result<crate::collect::bgp::BgpFacts, Box<Check>>;
+
+/// Find the node's BGP speakers (BIRD, FRR in this network namespace) and ask each about the
+/// prefixes; no speaker is one `bgp.daemon` row.
+fn ask_bgp(
+    ov: &crate::collect::bgp::Overrides,
+    prefixes: &[(IpAddr, u8)],
+    timeout: Duration,
+) -> Vec<Spoken> {
+    use crate::collect::bgp;
+    let procs = crate::collect::procs::ProcTable::scan().unwrap_or_default();
+    let speakers = bgp::discover(&procs, ov);
+    if speakers.is_empty() {
+        return vec![Err(Box::new(Check::unknown(
+                "bgp.daemon",
+                "no BIRD or FRR process in this node's network namespace: tenant prefix advertisements unknown",
+            )
+            .evidence("no process named bird, bird6 or bgpd shares this network namespace")
+            .fix("start the routing daemon, or give --bird-socket/--frr-dir; on a node that does not announce tenant prefixes, use --no-bgp")))];
+    }
+    let threads: Vec<_> = speakers
+        .into_iter()
+        .map(|sp| {
+            let pfx = prefixes.to_vec();
+            std::thread::spawn(move || {
+                let r = bgp::collect(&sp, &pfx, timeout);
+                (sp, r)
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| match t.join() {
+            Ok((_, Ok(f))) => Ok(f),
+            Ok((sp, Err(e))) => Err(crate::check::bgp::unreachable(&sp.describe(), &e, &[])
+                .into_iter()
+                .next()
+                .map(Box::new)
+                .unwrap_or_else(|| Box::new(Check::unknown("bgp.daemon", "no answer")))),
+            Err(_) => Err(Box::new(
+                Check::unknown("bgp.daemon", "the BGP collector thread panicked")
+                    .fix("report this as a vmpath bug with the output of --verbose"),
+            )),
+        })
+        .collect()
+}
+
+/// Node rows: each speaker answered (`bgp.daemon`) and its sessions (`bgp.session`).
+fn bgp_host_checks(sp: &[Spoken]) -> Vec<Check> {
+    sp.iter()
+        .flat_map(|s| match s {
+            Ok(f) => crate::check::bgp::evaluate(f, &[]),
+            Err(c) => vec![(**c).clone()],
+        })
+        .collect()
+}
+
+/// Router rows: each tenant prefix in the speaker's table (`bgp.rib`) and advertised to every
+/// peer (`bgp.export`). Nothing when no speaker answered (the node row says why).
+fn bgp_router_checks(sp: &[Spoken], prefixes: &[String]) -> Vec<Check> {
+    if prefixes.is_empty() {
+        return Vec::new();
+    }
+    sp.iter()
+        .filter_map(|s| s.as_ref().ok())
+        .flat_map(|f| crate::check::bgp::evaluate(f, prefixes))
+        .filter(|c| c.id == "bgp.rib" || c.id == "bgp.export")
+        .collect()
+}
+
+/// Ask each live keepalived for its own state, one at a time (keepalived processes sharing a
+/// tmp dir write the same dump file), within one overall budget.
+fn ask_keepalived(preps: &mut [Prep<'_>], budget: Duration) {
+    let deadline = Instant::now() + budget.max(Duration::from_secs(1));
+    let mut signals: HashMap<PathBuf, Result<i32, String>> = HashMap::new();
+    for p in preps.iter_mut() {
+        let Some(k) = p.ka.filter(|k| k.vrrp_pid.is_some()) else {
+            continue;
+        };
+        let exe = std::fs::read_link(format!("/proc/{}/exe", k.pid)).unwrap_or_default();
+        let sig = signals
+            .entry(exe)
+            .or_insert_with(|| keepalived::json_signal(k.pid, Duration::from_secs(2)))
+            .clone();
+        let iface = p
+            .instances
+            .as_ref()
+            .ok()
+            .and_then(|v| v.first())
+            .and_then(|i| i.interface.clone());
+        let now = Instant::now();
+        p.reported = Some(if now >= deadline {
+            Err(format!(
+                "not asked: the {:?} budget was spent on the other routers (raise --timeout)",
+                budget.max(Duration::from_secs(1))
+            ))
+        } else {
+            sig.and_then(|sig| {
+                let one = deadline.min(now + Duration::from_secs(1));
+                keepalived::ask(k, sig, iface.as_deref(), one).and_then(|v| {
+                    v.into_iter()
+                        .find(|r| iface.as_deref().is_none_or(|i| r.interface == i))
+                        .ok_or_else(|| "keepalived's dump has no VRRP instance".to_string())
+                })
+            })
+        });
+    }
 }
 
 /// Open a VRRP listener on each router's HA interface (and, on a primary, send the ARP probe for

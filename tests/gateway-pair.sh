@@ -9,6 +9,8 @@ set -euo pipefail
 bin=$1
 [[ $(stat -L -c %i /proc/self/ns/net) != "${VMPATH_OUTER_NETNS:?}" ]] || { echo "not in a private netns" >&2; exit 1; }
 mount -t tmpfs tmpfs /run
+# keepalived writes its dumps (keepalived.json on its JSON signal) to /tmp: keep them private.
+mount -t tmpfs tmpfs /tmp
 mkdir -p /run/netns
 work=$(mktemp -d /run/vmpath-gwpair.XXXXXX)   # on the private /run tmpfs
 pids=()

@@ -96,6 +96,16 @@ fn ha_gateway_pair_states_and_faults() {
     let mut roles = vec![views(get("healthy-A")), views(get("healthy-B"))];
     roles.sort();
     assert_eq!(roles, ["backup", "primary"]);
+    // keepalived's own report (its JSON dump) agrees with the addresses: MASTER on the primary.
+    for g in ["healthy-A", "healthy-B"] {
+        let d = get(g);
+        let want = if views(d) == "primary" {
+            "MASTER"
+        } else {
+            "BACKUP"
+        };
+        assert_eq!(d["routers"][0]["views"]["keepalived"], want, "{g}: {d:#}");
+    }
     assert_eq!(status(get("healthy-B"), "router.peer"), "ok");
 
     // OVS: healthy, then a dead port (tag 4095) fails ovs.ports.
@@ -121,6 +131,12 @@ fn ha_gateway_pair_states_and_faults() {
             .to_string()
     };
     assert_eq!(host_status(get("healthy-A"), "mtu.vxlan"), "ok");
+    // No BGP speaker in this sandbox: the node row says so (unknown, with the --no-bgp way out),
+    // and no router gets BGP rows it cannot have.
+    assert_eq!(host_status(get("healthy-A"), "bgp.daemon"), "unknown");
+    assert!(get("healthy-A")["routers"][0]["checks"]
+        .as_array()
+        .is_some_and(|c| c.iter().all(|x| x["id"] != "bgp.export")));
     assert_eq!(status(get("healthy-A"), "router.mtu"), "ok");
     assert_eq!(
         host_status(get("mtu"), "mtu.vxlan"),
@@ -134,6 +150,7 @@ fn ha_gateway_pair_states_and_faults() {
     for g in ["split-A", "split-B"] {
         assert_eq!(views(get(g)), "primary", "{g}");
         assert_eq!(status(get(g), "router.dad"), "fail", "{g}");
+        assert_eq!(get(g)["routers"][0]["views"]["keepalived"], "MASTER", "{g}");
     }
     assert_eq!(status(get("split-B"), "router.peer"), "fail");
     assert_eq!(get("split-B")["verdict"], "fail");

@@ -1209,6 +1209,11 @@ fn probe_record_route_maps_every_flow_correctly() {
 /// `vmpath routers --listen --json` run on gateway host `host` (its netns and mount namespace),
 /// with `--ha-confs` from lab.json (discovery needs a running keepalived, or Neutron's config).
 fn routers_on(lab: &Lab, host: &str) -> (i32, Value) {
+    routers_with(lab, host, &[])
+}
+
+/// `vmpath routers --listen --json` on a gateway host, with extra arguments.
+fn routers_with(lab: &Lab, host: &str, extra: &[&str]) -> (i32, Value) {
     let info = lab_info(lab);
     let ha = info["ha"]["gateways"][host]["ha_confs"]
         .as_str()
@@ -1227,6 +1232,7 @@ fn routers_on(lab: &Lab, host: &str) -> (i32, Value) {
             "--ha-confs",
             &ha,
         ])
+        .args(extra)
         .output()
         .expect("run vmpath routers");
     json_of(&out, &format!("routers on {host}"))
@@ -1286,6 +1292,100 @@ fn routers_on_the_ha_gateways_healthy_and_faults() {
     }
     roles.sort();
     assert_eq!(roles, ["backup", "primary"]);
+    // keepalived's own report (JSON dump) and the tenant prefix advertised by each gateway's
+    // BGP speaker (BIRD on gwA, FRR on gwB).
+    let peer_file = lab.dir.join("routers-gwA.json");
+    for h in ["gwA", "gwB"] {
+        let (_, doc) = routers_on(lab, h);
+        let r = &doc["routers"][0];
+        let want = if r["views"]["addresses"] == "primary" {
+            "MASTER"
+        } else {
+            "BACKUP"
+        };
+        assert_eq!(r["views"]["keepalived"], want, "{h}: {r:#}");
+        assert_eq!(
+            r["tenant_prefixes"],
+            serde_json::json!(["192.0.2.0/24"]),
+            "{h}"
+        );
+        let ex: Vec<&Value> = r["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["id"] == "bgp.export" || c["id"] == "bgp.rib")
+            .collect();
+        assert_eq!(ex.len(), 2, "{h}: one rib and one export row: {ex:#?}");
+        assert!(ex.iter().all(|c| c["status"] == "ok"), "{h}: {ex:#?}");
+        if h == "gwA" {
+            std::fs::write(&peer_file, serde_json::to_vec(&doc).expect("json")).expect("write");
+        }
+    }
+    let (code, doc) = routers_with(lab, "gwB", &["--peer", &peer_file.to_string_lossy()]);
+    assert_eq!(code, 0, "--peer healthy: {:?}", routers_not_ok(&doc));
+    // Split-brain (VRRP cut between the gateways): both MASTER, the ARP probe finds the other
+    // gateway, and --peer sees two primaries.
+    lab.with_fault("vrrp-split-brain", || {
+        for h in ["gwA", "gwB"] {
+            let (code, doc) = routers_on(lab, h);
+            let bad = routers_not_ok(&doc);
+            assert_eq!(code, 2, "split-brain on {h}: {bad:?}");
+            assert_eq!(doc["routers"][0]["views"]["keepalived"], "MASTER", "{h}");
+            assert!(
+                bad.contains(&("router.dad".into(), "fail".into())),
+                "{h}: {bad:?}"
+            );
+            if h == "gwA" {
+                std::fs::write(&peer_file, serde_json::to_vec(&doc).expect("json")).expect("write");
+            }
+        }
+        let (_, doc) = routers_with(lab, "gwB", &["--peer", &peer_file.to_string_lossy()]);
+        let bad = routers_not_ok(&doc);
+        assert!(
+            bad.contains(&("router.peer".into(), "fail".into())),
+            "{bad:?}"
+        );
+    });
+    // `vmpath walk` on a gateway: a router id, or a tenant address behind it, is the router's
+    // walk; an address that is neither is still a usage error.
+    let rid = info["ha"]["router_id"]
+        .as_str()
+        .expect("ha.router_id")
+        .to_string();
+    for (h, target) in [("gwA", rid.as_str()), ("gwB", "192.0.2.11")] {
+        let out = Command::new(vmlab())
+            .args(["exec", "--dir"])
+            .arg(&lab.dir)
+            .args([
+                "--host",
+                h,
+                env!("CARGO_BIN_EXE_vmpath"),
+                "walk",
+                target,
+                "--json",
+            ])
+            .output()
+            .expect("run vmpath walk");
+        let (code, doc) = json_of(&out, &format!("walk {target} on {h}"));
+        assert_eq!(code, 0, "walk {target} on {h}: {:?}", routers_not_ok(&doc));
+        assert_eq!(doc["routers"][0]["router_id"], rid.as_str(), "{h}");
+        assert!(doc["routers"][0]["checks"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|x| x["id"] == "router.adverts")));
+    }
+    let out = Command::new(vmlab())
+        .args(["exec", "--dir"])
+        .arg(&lab.dir)
+        .args([
+            "--host",
+            "gwB",
+            env!("CARGO_BIN_EXE_vmpath"),
+            "walk",
+            "198.51.100.99",
+        ])
+        .output()
+        .expect("run vmpath walk");
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
     // Each fault: (fault, gateway to look at, checks that must fail there).
     let cases: &[(&str, &str, &[&str])] = &[
         ("conntrack-full", "gwA", &["router.conntrack"]),
@@ -1297,6 +1397,7 @@ fn routers_on_the_ha_gateways_healthy_and_faults() {
             &["router.keepalived", "router.vrrp"],
         ),
         ("no-primary", "gwB", &["router.keepalived"]),
+        ("gw-no-advertise", "gwA", &["bgp.export"]),
     ];
     for (fault, host, must) in cases {
         lab.with_fault(fault, || {

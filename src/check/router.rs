@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::collect::keepalived::{Keepalived, VrrpInstance};
+use crate::collect::keepalived::{Keepalived, Reported, VrrpInstance};
 use crate::collect::netlink::HostNet;
 use crate::collect::nsscan::Conntrack;
 use crate::model::{Check, Status};
@@ -14,7 +14,7 @@ pub const ROUTER_CATALOGUE: &[(&str, &str)] = &[
     ("router.namespace", "the qrouter-<id> namespace exists and can be read"),
     ("router.interfaces", "its qr- (tenant), qg- (external) and ha- (HA network) interfaces exist and are up"),
     ("router.keepalived", "keepalived (and its VRRP child) runs for this router, in its namespace"),
-    ("router.vrrp", "keepalived, Neutron's state file and the addresses (the VIP on ha-) agree on primary/backup"),
+    ("router.vrrp", "keepalived's own report (MASTER/BACKUP/FAULT), Neutron's state file and the addresses (the VIP on ha-) agree on primary/backup"),
     ("router.gateway", "the gateway addresses (virtual_ipaddress_excluded: qr-, qg-) are on the primary only"),
     ("router.default_route", "the primary has its default route via qg-"),
     ("router.conntrack", "the namespace's conntrack count is below 80 % (warn) / 95 % (fail) of the global nf_conntrack_max; no drops"),
@@ -24,6 +24,10 @@ pub const ROUTER_CATALOGUE: &[(&str, &str)] = &[
     ("router.mtu", "the router's qr- MTU is not above the node's VXLAN MTU (bigger packets are lost in the tunnel)"),
     ("mtu.vxlan", "each VXLAN device's MTU is at most its underlay device's MTU − 50 (IPv4 underlay)"),
     ("ovs.ports", "per ovsdb-server on the node: no Neutron port is dead (tag 4095: the agent never bound it); tunnel ports listed"),
+    ("bgp.daemon", "node: the BGP speaker (BIRD or FRR) of the node answers (--no-bgp on gateways that announce nothing)"),
+    ("bgp.session", "node: each BGP session is Established"),
+    ("bgp.rib", "per router: each tenant prefix (the subnet of a qr- gateway address) is in the speaker's table, from the kernel"),
+    ("bgp.export", "per router: each tenant prefix is advertised to every BGP peer"),
 ];
 
 /// The node's VXLAN devices against their underlay devices.
@@ -233,12 +237,16 @@ pub struct RouterFacts<'a> {
     /// What the state file says (`primary`, `backup`, …), or why it could not be read.
     pub state_file: Result<String, String>,
     pub state_path: String,
+    /// keepalived's own report of the router's VRRP instance (its JSON dump); `None` when it
+    /// was not asked (dead, or `--no-dump`).
+    pub reported: Option<Result<Reported, String>>,
 }
 
 /// The three views of a router's VRRP state, side by side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Views {
-    /// keepalived: `running` (its VRRP child alive), `dead`, or `no VRRP child`.
+    /// keepalived: the state it reports (`MASTER`, `BACKUP`, `FAULT`, …), `running` when it
+    /// was not asked or did not answer, `dead`, or `no VRRP child`.
     pub keepalived: String,
     /// Neutron's state file: `primary`, `backup`, … or `-`.
     pub state_file: String,
@@ -270,7 +278,10 @@ pub fn holds_vip(f: &RouterFacts) -> Option<bool> {
 pub fn views(f: &RouterFacts) -> Views {
     Views {
         keepalived: match f.keepalived {
-            Some(k) if k.vrrp_pid.is_some() => "running".into(),
+            Some(k) if k.vrrp_pid.is_some() => match &f.reported {
+                Some(Ok(r)) => r.state.clone(),
+                _ => "running".into(),
+            },
             Some(_) => "no VRRP child".into(),
             None => "dead".into(),
         },
@@ -281,6 +292,23 @@ pub fn views(f: &RouterFacts) -> Views {
             None => "-".into(),
         },
     }
+}
+
+/// `keepalived (JSON dump): VR_1 on ha-x MASTER since 12:01:02 (340 s), 3× master, …`.
+fn reported_line(r: &Reported) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let since = r
+        .since
+        .filter(|t| *t > 0.0)
+        .map(|t| format!(" for {:.0} s", (now - t).max(0.0)))
+        .unwrap_or_default();
+    format!(
+        "keepalived's own report: {} on {} {}{since}; became master {}×, released {}×; adverts received {}, sent {}",
+        r.iname, r.interface, r.state, r.become_master, r.release_master, r.advert_rcvd, r.advert_sent
+    )
 }
 
 fn ns_exec(ns: &str, cmd: &str) -> String {
@@ -387,8 +415,33 @@ pub fn checks(f: &RouterFacts) -> Vec<Check> {
             }
         ),
     ];
+    let mut evidence = evidence;
+    match &f.reported {
+        Some(Ok(r)) => evidence.push(reported_line(r)),
+        Some(Err(e)) => evidence.push(format!("keepalived's own report: none ({e})")),
+        None => {}
+    }
     let state = f.state_file.as_deref().ok();
-    let vrrp = match (alive, state, vip) {
+    let said = match &f.reported {
+        Some(Ok(r)) if alive => Some(r.state.as_str()),
+        _ => None,
+    };
+    let vrrp = match (said, vip) {
+        (Some("FAULT"), _) => Some(Check::fail("router.vrrp", "keepalived reports FAULT: it cannot run VRRP (a tracked interface, usually ha-, is down)")
+            .evidences(evidence.clone())
+            .fix(format!("{} and keepalived's log; the router is not protected while in FAULT", ns_exec(ns, "ip link show")))),
+        (Some("MASTER"), Some(false)) => Some(Check::fail("router.vrrp", "keepalived reports MASTER but the VIP is not configured: it failed to add it, or something removed it")
+            .evidences(evidence.clone())
+            .fix(format!("restart the router's keepalived (the l3 agent respawns it), and look for what removes addresses in {ns}"))),
+        (Some("BACKUP"), Some(true)) => Some(Check::fail("router.vrrp", "keepalived reports BACKUP but the VIP is still configured: stale addresses, two gateways may answer")
+            .evidences(evidence.clone())
+            .fix(ns_exec(ns, &format!("ip addr del {vip_text}")))),
+        (Some(s), _) if s != "MASTER" && s != "BACKUP" => Some(Check::warn("router.vrrp", format!("keepalived reports {s}"))
+            .evidences(evidence.clone())
+            .fix("check keepalived's log for this router")),
+        _ => None,
+    };
+    let vrrp = vrrp.unwrap_or_else(|| match (alive, state, vip) {
         (_, _, None) => Check::unknown("router.vrrp", "cannot tell whether this node holds the VIP")
             .evidences(evidence.clone())
             .fix(match &f.instance {
@@ -417,7 +470,7 @@ pub fn checks(f: &RouterFacts) -> Vec<Check> {
         (true, None, Some(h)) => Check::warn("router.vrrp", format!("no readable state file; the VIP is {}", if h { "here" } else { "not here" }))
             .evidences(evidence.clone())
             .fix(format!("check {}", f.state_path)),
-    };
+    });
     let primary_here = vip == Some(true);
     out.push(vrrp);
 
@@ -616,6 +669,16 @@ mod tests {
     }
 
     fn run(net: &HostNet, alive: bool, state: &str, count: Option<u64>) -> Vec<Check> {
+        run_r(net, alive, state, count, None)
+    }
+
+    fn run_r(
+        net: &HostNet,
+        alive: bool,
+        state: &str,
+        count: Option<u64>,
+        reported: Option<&str>,
+    ) -> Vec<Check> {
         let inst = parse_conf(CONF).unwrap();
         let ka = Keepalived {
             pid: 10,
@@ -637,6 +700,20 @@ mod tests {
             instance: Ok(&inst[0]),
             state_file: Ok(state.into()),
             state_path: "/x/state".into(),
+            reported: reported.map(|st| {
+                Ok(Reported {
+                    iname: "VR_1".into(),
+                    interface: "ha-aaaa".into(),
+                    vrid: Some(1),
+                    state: st.into(),
+                    since: None,
+                    become_master: 1,
+                    release_master: 0,
+                    advert_rcvd: 0,
+                    advert_sent: 5,
+                    effective_priority: Some(50),
+                })
+            }),
         };
         checks(&f)
     }
@@ -676,6 +753,34 @@ mod tests {
         });
         let c = run(&n, true, "backup", Some(1));
         assert_eq!(status(&c, "router.gateway"), Status::Fail);
+    }
+
+    #[test]
+    fn keepalived_own_report_against_the_addresses() {
+        // Agreeing reports change nothing.
+        let p = run_r(&net(true), true, "primary", Some(1), Some("MASTER"));
+        assert!(p.iter().all(|c| c.status == Status::Ok), "{p:#?}");
+        let b = run_r(&net(false), true, "backup", Some(1), Some("BACKUP"));
+        assert!(b.iter().all(|c| c.status == Status::Ok), "{b:#?}");
+        // MASTER without the VIP, BACKUP with it, FAULT: fail even when the state file agrees
+        // with the addresses.
+        for (primary, st, said) in [
+            (false, "backup", "MASTER"),
+            (true, "primary", "BACKUP"),
+            (true, "primary", "FAULT"),
+        ] {
+            let c = run_r(&net(primary), true, st, Some(1), Some(said));
+            assert_eq!(status(&c, "router.vrrp"), Status::Fail, "{said}: {c:#?}");
+            let v = c.iter().find(|x| x.id == "router.vrrp").unwrap();
+            assert!(v.evidence.iter().any(|e| e.contains(said)), "{v:#?}");
+        }
+        assert_eq!(
+            status(
+                &run_r(&net(false), true, "backup", Some(1), Some("INIT")),
+                "router.vrrp"
+            ),
+            Status::Warn
+        );
     }
 
     #[test]

@@ -36,6 +36,20 @@ pub struct RoutersArgs {
     /// OVSDB unix socket to read (repeat; default: from running ovsdb-server processes)
     #[arg(long, value_name = "SOCKET")]
     pub ovsdb: Vec<PathBuf>,
+    /// Do not ask keepalived for its own state (by default each router's keepalived gets its
+    /// JSON-dump signal, `keepalived --signum=JSON`, and vmpath reads the keepalived.json it writes)
+    #[arg(long)]
+    pub no_dump: bool,
+    /// Do not ask the node's BGP speaker about tenant prefixes (for gateways that do not
+    /// announce them)
+    #[arg(long)]
+    pub no_bgp: bool,
+    /// BIRD control socket (default: from the running bird's -s option)
+    #[arg(long, value_name = "PATH")]
+    pub bird_socket: Option<PathBuf>,
+    /// FRR vty socket directory holding bgpd.vty (default: from the running bgpd's -N option)
+    #[arg(long, value_name = "DIR")]
+    pub frr_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -47,7 +61,8 @@ pub struct RouterArgs {
     pub common: RoutersArgs,
 }
 
-fn options(a: &RoutersArgs, only: Option<String>) -> Result<Options, String> {
+fn options(g: &GlobalArgs, a: &RoutersArgs, only: Option<String>) -> Result<Options, String> {
+    let cfg = config::Config::load(g.config.as_deref())?;
     let only_set = only.is_some();
     let timeout = config::parse_duration(&a.timeout).map_err(|e| format!("bad --timeout: {e}"))?;
     let cpus = std::thread::available_parallelism()
@@ -62,6 +77,12 @@ fn options(a: &RoutersArgs, only: Option<String>) -> Result<Options, String> {
         workers: (cpus * 2).clamp(2, 16),
         wire: a.listen || (only_set && !a.no_listen),
         ovsdb: a.ovsdb.clone(),
+        dump: !a.no_dump,
+        bgp: !a.no_bgp,
+        bgp_overrides: crate::collect::bgp::Overrides {
+            bird_socket: a.bird_socket.clone().or(cfg.bird_socket),
+            frr_dir: a.frr_dir.clone().or(cfg.frr_dir),
+        },
     })
 }
 
@@ -81,8 +102,74 @@ pub fn exec_router(g: &GlobalArgs, a: &RouterArgs) -> u8 {
     run(g, &a.common, Some(a.router_id.clone()))
 }
 
+/// The defaults of `vmpath router`, for `vmpath walk` given a router id or a tenant address.
+fn defaults() -> RoutersArgs {
+    RoutersArgs {
+        netns_dir: PathBuf::from("/run/netns"),
+        ha_confs: None,
+        peer: None,
+        timeout: "2s".into(),
+        listen: false,
+        no_listen: false,
+        ovsdb: Vec::new(),
+        no_dump: false,
+        no_bgp: false,
+        bird_socket: None,
+        frr_dir: None,
+    }
+}
+
+/// `vmpath walk TARGET` on a gateway node: the router that TARGET names (its id) or serves (a
+/// tenant address behind it), if this node has it. `None` when TARGET is neither, so the walk
+/// reports its own error.
+pub fn walk_on_gateway(g: &GlobalArgs, target: &crate::target::Target) -> Option<u8> {
+    use crate::target::Target;
+    let mut a = defaults();
+    if let Some(t) = config::Config::load(g.config.as_deref())
+        .ok()
+        .and_then(|c| c.timeout)
+    {
+        a.timeout = t;
+    }
+    let has_routers = std::fs::read_dir(&a.netns_dir)
+        .ok()?
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("qrouter-"));
+    if !has_routers || !privileged() {
+        return None;
+    }
+    let id = match target {
+        Target::PortId(id) if a.netns_dir.join(format!("qrouter-{id}")).exists() => id.clone(),
+        Target::Ip(ip) => {
+            // Which router's tenant prefix holds the address: a quick local read of every router.
+            let mut quick = options(g, &a, None).ok()?;
+            quick.dump = false;
+            quick.bgp = false;
+            quick.ovsdb = Vec::new();
+            let rep = routers::run(&quick).ok()?;
+            let r = rep.routers.iter().find(|r| {
+                r.tenant_prefixes.iter().any(|p| {
+                    crate::config::parse_gateway(p).is_ok_and(|(net, len)| {
+                        crate::collect::netlink::prefix_contains(net, len, *ip)
+                    })
+                })
+            })?;
+            if !g.json {
+                println!(
+                    "vmpath walk {ip}: no port for it on this gateway node; it is behind router {} (tenant prefix {}):",
+                    r.router_id,
+                    r.tenant_prefixes.join(", ")
+                );
+            }
+            r.router_id.clone()
+        }
+        _ => return None,
+    };
+    Some(run(g, &a, Some(id)))
+}
+
 fn run(g: &GlobalArgs, a: &RoutersArgs, only: Option<String>) -> u8 {
-    let opts = match options(a, only.clone()) {
+    let opts = match options(g, a, only.clone()) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("vmpath: {e}");
@@ -140,6 +227,7 @@ fn render_all(out: &mut dyn Write, r: &RoutersReport, style: Style) -> std::io::
         "ifaces",
         "conntrack",
         "default",
+        "advertised",
         "verdict",
     ];
     let rows: Vec<Vec<String>> = r
@@ -163,6 +251,7 @@ fn render_all(out: &mut dyn Write, r: &RoutersReport, style: Style) -> std::io::
                     .map(|p| format!("{p:.1} %"))
                     .unwrap_or_else(|| "-".into()),
                 st("router.default_route").to_string(),
+                advertised(&x.checks),
                 x.verdict.as_str().to_uppercase(),
             ]
         })
@@ -232,6 +321,19 @@ fn render_all(out: &mut dyn Write, r: &RoutersReport, style: Style) -> std::io::
     writeln!(out, "verdict: {}", r.verdict.as_str().to_uppercase())
 }
 
+/// `2/2`: (peer, tenant prefix) advertisements made of those expected; `-` when not asked.
+fn advertised(checks: &[crate::model::Check]) -> String {
+    let ex: Vec<_> = checks.iter().filter(|c| c.id == "bgp.export").collect();
+    if ex.is_empty() {
+        return "-".into();
+    }
+    let ok = ex
+        .iter()
+        .filter(|c| c.status == crate::model::Status::Ok)
+        .count();
+    format!("{ok}/{}", ex.len())
+}
+
 fn render_one(out: &mut dyn Write, r: &RoutersReport, style: Style) -> std::io::Result<()> {
     for x in &r.routers {
         writeln!(
@@ -239,11 +341,15 @@ fn render_one(out: &mut dyn Write, r: &RoutersReport, style: Style) -> std::io::
             "vmpath router {} on {}: keepalived {}, state file {}, addresses say {}",
             x.router_id, r.host, x.views.keepalived, x.views.state_file, x.views.addresses
         )?;
-        output::render_checks(out, &x.checks, style)?;
+        // The node's own checks belong to the router's story too (its BGP session carries the
+        // tenant prefix, its VXLAN devices the tenant traffic).
+        let all: Vec<crate::model::Check> =
+            x.checks.iter().chain(&r.host_checks).cloned().collect();
+        output::render_checks(out, &all, style)?;
         writeln!(
             out,
             "{}",
-            output::verdict_line(x.verdict, &x.checks, "", style)
+            output::verdict_line(crate::model::verdict(&all), &all, "", style)
         )?;
     }
     Ok(())

@@ -15,7 +15,8 @@ use crate::walk::{self, WalkOptions};
 
 #[derive(Debug, Args)]
 pub struct WalkArgs {
-    /// VM IPv4/IPv6 address, Neutron port UUID (or its 11-character prefix), tap name, or MAC
+    /// VM IPv4/IPv6 address, Neutron port UUID (or its 11-character prefix), tap name, or MAC;
+    /// on a gateway node also a router id or a tenant address (then: the router's checks)
     #[arg(value_name = "TARGET")]
     pub target: String,
     /// Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER]
@@ -131,9 +132,21 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> u8 {
         eprintln!("vmpath walk: {p}");
         return exit::UNKNOWN;
     }
+    // On a gateway node a router id names its qrouter namespace: the router's walk.
+    if matches!(opts.target, Target::PortId(_)) {
+        if let Some(code) = crate::cmd::routers::walk_on_gateway(g, &opts.target) {
+            return code;
+        }
+    }
     let report = match walk::run(&opts) {
         Ok(r) => r,
         Err(e) => {
+            // Not a port here: on a gateway node, a tenant address names the router serving it.
+            if matches!(opts.target, Target::Ip(_)) && e.exit_code == exit::USAGE {
+                if let Some(code) = crate::cmd::routers::walk_on_gateway(g, &opts.target) {
+                    return code;
+                }
+            }
             eprintln!("vmpath walk: {}", e.message);
             return e.exit_code;
         }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -280,6 +281,198 @@ pub fn discover() -> Vec<Keepalived> {
     out
 }
 
+/// One VRRP instance as keepalived itself reports it (its JSON dump, `keepalived --signum=JSON`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reported {
+    /// `VR_1`.
+    pub iname: String,
+    /// The interface it runs VRRP on (`ha-…`).
+    pub interface: String,
+    pub vrid: Option<u32>,
+    /// `MASTER`, `BACKUP`, `FAULT`, `INIT`, `STOP`, `DELETED` or `state N`.
+    pub state: String,
+    /// Unix time of the last state change.
+    pub since: Option<f64>,
+    pub become_master: u64,
+    pub release_master: u64,
+    pub advert_rcvd: u64,
+    pub advert_sent: u64,
+    pub effective_priority: Option<u32>,
+}
+
+/// keepalived's state numbers (`vrrp.h`).
+pub fn state_name(n: u64) -> String {
+    match n {
+        0 => "INIT".into(),
+        1 => "BACKUP".into(),
+        2 => "MASTER".into(),
+        3 => "FAULT".into(),
+        97 => "DELETED".into(),
+        98 => "STOP".into(),
+        n => format!("state {n}"),
+    }
+}
+
+/// Parse keepalived's `keepalived.json` (an array of `{"data": {…}, "stats": {…}}`).
+pub fn parse_json(text: &str) -> Result<Vec<Reported>, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not keepalived's JSON dump: {e}"))?;
+    let arr = v
+        .as_array()
+        .ok_or("not keepalived's JSON dump: the top level is not an array")?;
+    let mut out = Vec::new();
+    for item in arr {
+        let d = &item["data"];
+        let st = &item["stats"];
+        let Some(iname) = d["iname"].as_str() else {
+            return Err("an instance without `iname` in keepalived's JSON dump".into());
+        };
+        let u = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+        out.push(Reported {
+            iname: iname.to_string(),
+            interface: d["ifp_ifname"].as_str().unwrap_or("").to_string(),
+            vrid: d["vrid"].as_u64().and_then(|n| u32::try_from(n).ok()),
+            state: d["state"]
+                .as_u64()
+                .map(state_name)
+                .unwrap_or_else(|| "unknown".into()),
+            since: d["last_transition"].as_f64(),
+            become_master: u(&st["become_master"]),
+            release_master: u(&st["release_master"]),
+            advert_rcvd: u(&st["advert_rcvd"]),
+            advert_sent: u(&st["advert_sent"]),
+            effective_priority: d["effective_priority"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok()),
+        });
+    }
+    Ok(out)
+}
+
+/// `tmp_dir` from a keepalived.conf's `global_defs`, if set.
+pub fn conf_tmp_dir(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next() == Some("tmp_dir"))
+            .then(|| w.next().map(str::to_string))
+            .flatten()
+    })
+}
+
+/// Where a keepalived writes its dumps, as a path readable from here: `tmp_dir` of its config,
+/// else its `TMPDIR`, else `/tmp`, inside its own mount namespace (`/proc/PID/root`).
+pub fn dump_dir(k: &Keepalived) -> PathBuf {
+    let from_conf = k
+        .conf
+        .as_ref()
+        .and_then(|c| std::fs::read_to_string(c).ok())
+        .and_then(|t| conf_tmp_dir(&t));
+    let from_env = || {
+        let env = std::fs::read(format!("/proc/{}/environ", k.pid)).ok()?;
+        env.split(|b| *b == 0).find_map(|kv| {
+            let v = kv.strip_prefix(b"TMPDIR=")?;
+            (!v.is_empty()).then(|| String::from_utf8_lossy(v).into_owned())
+        })
+    };
+    let dir = from_conf
+        .or_else(from_env)
+        .unwrap_or_else(|| "/tmp".to_string());
+    PathBuf::from(format!("/proc/{}/root", k.pid)).join(dir.trim_start_matches('/'))
+}
+
+/// The signal number that makes this keepalived write its JSON dump, from its own binary
+/// (`keepalived --signum=JSON`: the number differs between builds; a build without JSON
+/// support refuses).
+pub fn json_signal(pid: u32, timeout: Duration) -> Result<i32, String> {
+    let exe = format!("/proc/{pid}/exe");
+    let mut last = String::new();
+    for bin in [exe.as_str(), "keepalived"] {
+        match crate::collect::cmd::run(&[bin.to_string(), "--signum=JSON".into()], &[], timeout) {
+            Ok(r) if r.status.success() => {
+                let text = String::from_utf8_lossy(&r.stdout);
+                if let Ok(n) = text.trim().parse::<i32>() {
+                    return Ok(n);
+                }
+                last = format!("`{bin} --signum=JSON` printed {:?}", text.trim());
+            }
+            Ok(r) => {
+                last = format!(
+                    "`{bin} --signum=JSON` refused ({}): keepalived built without JSON support",
+                    String::from_utf8_lossy(&r.stderr).trim()
+                )
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Ask one keepalived for its own view: send it the JSON signal and read the dump it writes,
+/// waiting at most until `deadline`. The dump file is shared by every keepalived with the same
+/// tmp dir, so callers ask them one at a time; a dump is accepted only once it changed after
+/// the signal and names `interface` (the router's ha- interface), so another keepalived's dump
+/// or an old one is never taken for this one's.
+pub fn ask(
+    k: &Keepalived,
+    signal: i32,
+    interface: Option<&str>,
+    deadline: Instant,
+) -> Result<Vec<Reported>, String> {
+    let path = dump_dir(k).join("keepalived.json");
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+    };
+    let before = stamp(&path);
+    let old = std::fs::read_to_string(&path).ok();
+    let pid = libc::pid_t::try_from(k.pid).map_err(|_| format!("bad pid {}", k.pid))?;
+    // SAFETY: kill(2) with a pid and a signal number; no memory is involved. (libc, not nix:
+    // the JSON signal is a real-time one, which nix's Signal enum cannot carry.)
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(format!(
+            "cannot signal keepalived pid {}: {}",
+            k.pid,
+            std::io::Error::last_os_error()
+        ));
+    }
+    let mut last = String::from("no dump written");
+    loop {
+        let now = stamp(&path);
+        if now.is_some() {
+            match std::fs::read_to_string(&path) {
+                // Fresh: the file changed since the signal (or its content did, within one tick).
+                Ok(t) if now != before || Some(&t) != old.as_ref() => match parse_json(&t) {
+                    Ok(v) if interface.is_none_or(|i| v.iter().any(|r| r.interface == i)) => {
+                        return Ok(v)
+                    }
+                    Ok(v) => {
+                        last = format!(
+                            "the dump names {} (another keepalived's)",
+                            v.iter()
+                                .map(|r| r.interface.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
+                    // Being written: read again.
+                    Err(e) => last = e,
+                },
+                Ok(_) => {}
+                Err(e) => last = format!("{}: {e}", path.display()),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "keepalived pid {} wrote no usable {} in time ({last})",
+                k.pid,
+                path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +541,38 @@ vrrp_instance VR_1 {
             parse_conf("vrrp_instance X { virtual_router_id 300 }").unwrap()[0].vrid,
             None
         );
+    }
+
+    /// Captured from keepalived 2.2.7 (Debian 12) after `kill -36` (its `--signum=JSON`).
+    const DUMP: &str = r#"[{"data":{"iname":"VR_1","dont_track_primary":0,"skip_check_adv_addr":0,"strict_mode":0,"vmac_ifname":"","ifp_ifname":"ha0","master_priority":0,"last_transition":1795336790.171616,"garp_delay":5,"garp_refresh":0,"garp_rep":5,"garp_refresh_rep":1,"garp_lower_prio_delay":5,"garp_lower_prio_rep":5,"lower_prio_no_advert":0,"higher_prio_send_advert":0,"vrid":1,"base_priority":50,"effective_priority":50,"vipset":true,"promote_secondaries":false,"adver_int":1,"master_adver_int":1,"accept":1,"nopreempt":true,"preempt_delay":0,"state":2,"wantstate":2,"version":2,"smtp_alert":false,"notify_deleted":false,"vips":["169.254.0.1\/24 dev ha0 scope global set"],"auth_type":0},"stats":{"advert_rcvd":0,"advert_sent":1,"become_master":1,"release_master":0,"packet_len_err":0,"advert_interval_err":0,"ip_ttl_err":0,"invalid_type_rcvd":0,"addr_list_err":0,"invalid_authtype":0,"authtype_mismatch":0,"auth_failure":0,"pri_zero_rcvd":0,"pri_zero_sent":0}}]"#;
+
+    #[test]
+    fn reads_keepalived_json_dump() {
+        let v = parse_json(DUMP).expect("parses");
+        assert_eq!(v.len(), 1);
+        let r = &v[0];
+        assert_eq!(r.iname, "VR_1");
+        assert_eq!(r.interface, "ha0");
+        assert_eq!(r.vrid, Some(1));
+        assert_eq!(r.state, "MASTER");
+        assert_eq!(r.become_master, 1);
+        assert_eq!(r.advert_sent, 1);
+        assert_eq!(r.effective_priority, Some(50));
+        assert_eq!(r.since.map(|t| t as u64), Some(1795336790));
+        assert_eq!(state_name(1), "BACKUP");
+        assert_eq!(state_name(3), "FAULT");
+        assert_eq!(state_name(98), "STOP");
+        // A dump caught half-written, or another file, is an error, never a panic.
+        for n in 0..DUMP.len() - 1 {
+            assert!(parse_json(&DUMP[..n]).is_err());
+        }
+        assert!(parse_json("{}").is_err());
+        assert!(parse_json("[{\"data\":{}}]").is_err());
+        assert_eq!(
+            conf_tmp_dir("global_defs {\n  tmp_dir /var/tmp/ka\n}\n").as_deref(),
+            Some("/var/tmp/ka")
+        );
+        assert_eq!(conf_tmp_dir("global_defs {\n}\n"), None);
     }
 
     #[test]

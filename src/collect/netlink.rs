@@ -134,6 +134,28 @@ pub fn host_len(ip: &IpAddr) -> u8 {
     }
 }
 
+/// The network address of `ip/len` (host bits cleared).
+pub fn network_of(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
+            IpAddr::V4((u32::from(v) & m).into())
+        }
+        IpAddr::V6(v) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
+            IpAddr::V6((u128::from(v) & m).into())
+        }
+    }
+}
+
 /// An IPv6 link-local address (fe80::/10).
 pub fn is_link_local(ip: &IpAddr) -> bool {
     matches!(ip, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80)

@@ -8,6 +8,7 @@
 //! bird_socket = "/run/bird/bird.ctl"
 //! frr_dir = "/run/frr"         # dir with bgpd.vty / zebra.vty
 //! dhcp_hostsdir = "/var/lib/neutron/dhcp-hosts"
+//! ha_confs = "/var/lib/neutron/ha_confs"   # gateway nodes: Neutron's keepalived dirs
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub struct Config {
     pub bird_socket: Option<PathBuf>,
     pub frr_dir: Option<PathBuf>,
     pub dhcp_hostsdir: Option<PathBuf>,
+    pub ha_confs: Option<PathBuf>,
 }
 
 impl Config {

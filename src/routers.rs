@@ -184,10 +184,20 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
         .into_iter()
         .filter(|k| ours.contains(&k.netns_inode))
         .collect();
+    // Neutron's own processes: the state monitor in one of our router namespaces, or the L3
+    // agent in this node's network namespace.
+    let own_ns = crate::collect::procs::own_netns_inode();
+    let from_neutron = || {
+        keepalived::discover_neutron()
+            .into_iter()
+            .find(|(ino, _, _)| ours.contains(ino) || Some(*ino) == own_ns)
+            .map(|(_, d, _)| d)
+    };
     let ha_confs = opts
         .ha_confs
         .clone()
         .or_else(|| ha_confs_of(&kas))
+        .or_else(from_neutron)
         .or_else(neutron_ha_confs);
     let facts = nsscan::scan(&entries, opts.workers, opts.timeout);
     let ct_max = nsscan::conntrack_max();

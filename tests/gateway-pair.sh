@@ -15,7 +15,12 @@ mkdir -p /run/netns
 work=$(mktemp -d /run/vmpath-gwpair.XXXXXX)   # on the private /run tmpfs
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  local c
+  for p in "${pids[@]}"; do
+    # Children first (by PID, from /proc), then the process itself.
+    for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do kill "$c" 2>/dev/null || true; done
+    kill "$p" 2>/dev/null || true
+  done
   umount "$work"/netns?/qrouter-* 2>/dev/null || true
   rm -rf "$work" 2>/dev/null || true
 }
@@ -137,5 +142,15 @@ kill -KILL "$(cat "$work/ka$g.spawn")"
 wait_until 15 grep -q primary "$work/ha$o/$id/state" || { echo "no failover" >&2; exit 1; }
 sleep 1
 echo "== killed-$g"; run "$g"
+# Zero configuration without keepalived: Neutron's state monitor runs in the router namespace
+# with --conf_dir (a stand-in process with Neutron's command line).
+# (bash keeps the command line: `exec -a` names it, `; :` stops bash from exec'ing sleep.)
+ip netns exec "gw$g" /bin/bash -c 'exec -a /usr/bin/neutron-keepalived-state-change /bin/bash -c "sleep 120; :" "$@"' _ \
+  --router_id="$id" --namespace="qrouter-$id" --conf_dir="$work/ha$g/$id" --monitor_interface="ha-$short" \
+  --monitor_cidr=169.254.0.1/24 --state_path="$work/ha$g" </dev/null >/dev/null 2>&1 &
+pids+=($!)
+sleep 0.5
+echo "== zeroconf-$g"
+"$bin" routers --netns-dir "$work/netns$g" --ovsdb "$work/db.sock" --no-bgp --json || true
 echo "== survivor-$o"; run "$o"
 echo "== done"

@@ -160,6 +160,17 @@ fn ha_gateway_pair_states_and_faults() {
     assert_eq!(status(k, "router.keepalived"), "fail");
     assert_eq!(status(k, "router.vrrp"), "fail");
     assert_eq!(k["routers"][0]["views"]["keepalived"], "dead");
+    // The same without --ha-confs: found from Neutron's state monitor's --conf_dir.
+    let z = get("zeroconf-");
+    assert!(
+        z["ha_confs"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("/haA") || d.ends_with("/haB")),
+        "{z:#}"
+    );
+    assert_eq!(z["routers"][0]["views"]["state_file"], "primary", "{z:#}");
+    assert_eq!(status(z, "router.vrrp"), "fail");
+    assert_eq!(z["verdict"], "fail");
     let s = get("survivor-");
     assert_eq!(views(s), "primary");
     assert_eq!(status(s, "router.keepalived"), "ok");

@@ -70,7 +70,7 @@ fn options(g: &GlobalArgs, a: &RoutersArgs, only: Option<String>) -> Result<Opti
         .unwrap_or(2);
     Ok(Options {
         netns_dir: a.netns_dir.clone(),
-        ha_confs: a.ha_confs.clone(),
+        ha_confs: a.ha_confs.clone().or(cfg.ha_confs),
         only,
         peer: a.peer.clone(),
         timeout,

@@ -473,6 +473,96 @@ pub fn ask(
     }
 }
 
+/// Neutron's ha_confs directory from a Neutron process's command line: the keepalived state
+/// monitor (`neutron-keepalived-state-change … --conf_dir=STATE/ha_confs/ID --state_path=STATE`,
+/// run inside the router's namespace) or the L3 agent (`neutron-l3-agent --config-file F…`, whose
+/// files may set `state_path`; default `/var/lib/neutron`). `read` reads a config file as the
+/// process sees it. Returns the directory and how it was found.
+pub fn neutron_ha_confs(
+    args: &[String],
+    read: &dyn Fn(&str) -> Option<String>,
+) -> Option<(PathBuf, String)> {
+    let is = |name: &str| {
+        args.iter()
+            .take(3)
+            .any(|a| a.rsplit('/').next() == Some(name))
+    };
+    if is("neutron-keepalived-state-change") {
+        if let Some(d) = procs::opt_value(args, "--conf_dir", None) {
+            let dir = Path::new(d).parent()?;
+            return Some((
+                dir.to_path_buf(),
+                format!("neutron-keepalived-state-change --conf_dir={d}"),
+            ));
+        }
+        let sp = procs::opt_value(args, "--state_path", None)?;
+        return Some((
+            Path::new(sp).join("ha_confs"),
+            format!("neutron-keepalived-state-change --state_path={sp}"),
+        ));
+    }
+    if is("neutron-l3-agent") {
+        let files = procs::opt_values(args, "--config-file");
+        // Later files override earlier ones, as in oslo.config.
+        let from_files = files.iter().rev().find_map(|f| {
+            let text = read(f)?;
+            state_path_of(&text).map(|sp| (sp, f.to_string()))
+        });
+        return Some(match from_files {
+            Some((sp, f)) => (
+                Path::new(&sp).join("ha_confs"),
+                format!("neutron-l3-agent: state_path = {sp} in {f}"),
+            ),
+            None => (
+                PathBuf::from("/var/lib/neutron/ha_confs"),
+                "neutron-l3-agent without state_path: Neutron's default".into(),
+            ),
+        });
+    }
+    None
+}
+
+/// `state_path` of an oslo.config file (its `[DEFAULT]` section).
+pub fn state_path_of(text: &str) -> Option<String> {
+    let mut section = "DEFAULT".to_string();
+    for l in text.lines() {
+        let l = l.trim();
+        if let Some(s) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            section = s.trim().to_string();
+            continue;
+        }
+        if l.starts_with('#') || l.starts_with(';') {
+            continue;
+        }
+        if let Some((k, v)) = l.split_once('=') {
+            if section == "DEFAULT" && k.trim() == "state_path" && !v.trim().is_empty() {
+                return Some(v.trim().to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Neutron processes that name an ha_confs directory, with the inode of the network namespace
+/// each runs in: (inode, directory, how found).
+pub fn discover_neutron() -> Vec<(u64, PathBuf, String)> {
+    let Ok(all) = procs::ProcTable::scan_in(Path::new("/proc"), None) else {
+        return Vec::new();
+    };
+    all.procs
+        .iter()
+        .filter_map(|p| {
+            let read = |f: &str| std::fs::read_to_string(p.path(f)).ok();
+            let (dir, how) = neutron_ha_confs(&p.args, &read)?;
+            let ino = std::fs::metadata(format!("/proc/{}/ns/net", p.pid))
+                .map(|m| m.ino())
+                .unwrap_or(0);
+            let dir = p.path(&dir.to_string_lossy());
+            Some((ino, dir, format!("{how} (pid {})", p.pid)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,6 +663,45 @@ vrrp_instance VR_1 {
             Some("/var/tmp/ka")
         );
         assert_eq!(conf_tmp_dir("global_defs {\n}\n"), None);
+    }
+
+    #[test]
+    fn ha_confs_from_neutron_command_lines() {
+        let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let none = |_: &str| None;
+        // The state monitor Neutron's L3 agent starts in each router namespace.
+        let m = argv("/usr/bin/python3 /usr/bin/neutron-keepalived-state-change --router_id=5f1e2d3c-aaaa --namespace=qrouter-5f1e2d3c-aaaa --conf_dir=/srv/neutron/ha_confs/5f1e2d3c-aaaa --log-file=/srv/neutron/ha_confs/5f1e2d3c-aaaa/neutron-keepalived-state-change.log --monitor_interface=ha-4a5f2a0c-e8 --monitor_cidr=169.254.0.1/24 --pid_file=/srv/neutron/external/pids/5f1e2d3c-aaaa.monitor.pid.neutron-keepalived-state-change-monitor --state_path=/srv/neutron --user=990 --group=990");
+        let (d, how) = neutron_ha_confs(&m, &none).expect("found");
+        assert_eq!(d, Path::new("/srv/neutron/ha_confs"));
+        assert!(how.contains("--conf_dir"), "{how}");
+        let m2 =
+            argv("neutron-keepalived-state-change --router_id=x --state_path=/var/lib/neutron");
+        assert_eq!(
+            neutron_ha_confs(&m2, &none).map(|x| x.0),
+            Some(PathBuf::from("/var/lib/neutron/ha_confs"))
+        );
+        // The L3 agent: state_path from its config files (the last one setting it wins).
+        let a = argv("/usr/bin/python3 /usr/bin/neutron-l3-agent --config-file=/usr/share/neutron/neutron-dist.conf --config-file /etc/neutron/neutron.conf --config-file /etc/neutron/l3_agent.ini --log-file /var/log/neutron/l3-agent.log");
+        let read = |f: &str| match f {
+            "/etc/neutron/neutron.conf" => Some(
+                "[DEFAULT]\nstate_path = /data/neutron\n[agent]\nstate_path = /nope\n".to_string(),
+            ),
+            "/etc/neutron/l3_agent.ini" => Some(
+                "[DEFAULT]\n# state_path = /commented\ninterface_driver = openvswitch\n"
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        let (d, how) = neutron_ha_confs(&a, &read).expect("found");
+        assert_eq!(d, Path::new("/data/neutron/ha_confs"));
+        assert!(how.contains("/etc/neutron/neutron.conf"), "{how}");
+        assert_eq!(
+            neutron_ha_confs(&a, &none).map(|x| x.0),
+            Some(PathBuf::from("/var/lib/neutron/ha_confs"))
+        );
+        // Anything else is not Neutron.
+        assert!(neutron_ha_confs(&argv("/usr/sbin/keepalived -f /x"), &none).is_none());
+        assert!(neutron_ha_confs(&[], &none).is_none());
     }
 
     #[test]

@@ -319,6 +319,9 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
         let mut checks = router::checks(&rf);
         if let Ok(net) = &p.f.net {
             checks.extend(router::mtu_check(net, &p.f.name, overlay.clone()));
+            if let Ok(h) = &host.net {
+                checks.extend(router::peer_mtu_check(net, h, &p.f.name));
+            }
         }
         checks.extend(router::wire_checks(&rf, w));
         let names: Vec<String> = pfx.iter().map(|(a, l)| format!("{a}/{l}")).collect();

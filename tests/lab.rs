@@ -1386,6 +1386,33 @@ fn routers_on_the_ha_gateways_healthy_and_faults() {
         .output()
         .expect("run vmpath walk");
     assert_eq!(out.status.code(), Some(64), "{out:?}");
+    // The router's qg- with a smaller MTU than its node end (OVS keeps the node end's):
+    // router.mtu_peer fails (restored after).
+    let qg = info["ha"]["qg_if"].as_str().expect("ha.qg_if").to_string();
+    let qns = info["ha"]["qrouter_netns"]
+        .as_str()
+        .expect("ha.qrouter_netns")
+        .to_string();
+    let set_mtu = |mtu: &str| {
+        let st = Command::new(vmlab())
+            .args(["exec", "--dir"])
+            .arg(&lab.dir)
+            .args([
+                "--host", "gwA", "--ns", &qns, "ip", "link", "set", &qg, "mtu", mtu,
+            ])
+            .status()
+            .expect("ip link set");
+        assert!(st.success(), "set {qg} mtu {mtu}");
+    };
+    set_mtu("1400");
+    let (code, doc) = routers_on(lab, "gwA");
+    set_mtu("1500");
+    let bad = routers_not_ok(&doc);
+    assert_eq!(code, 2, "{bad:?}");
+    assert!(
+        bad.contains(&("router.mtu_peer".into(), "fail".into())),
+        "{bad:?}"
+    );
     // Each fault: (fault, gateway to look at, checks that must fail there).
     let cases: &[(&str, &str, &[&str])] = &[
         ("conntrack-full", "gwA", &["router.conntrack"]),

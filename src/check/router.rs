@@ -22,6 +22,7 @@ pub const ROUTER_CATALOGUE: &[(&str, &str)] = &[
     ("router.dad", "on the primary: a duplicate-address ARP probe for the gateway address from qr- gets no answer from another MAC"),
     ("router.peer", "with --peer: exactly one of the two gateways is primary"),
     ("router.mtu", "the router's qr- MTU is not above the node's VXLAN MTU (bigger packets are lost in the tunnel)"),
+    ("router.mtu_peer", "each router interface (qr-, qg-, ha-) that is a veth has the MTU of its end on the node (Neutron's ovs_use_veth: tap<port>); a mismatch drops the bigger packets at the veth"),
     ("mtu.vxlan", "each VXLAN device's MTU is at most its underlay device's MTU − 50 (IPv4 underlay)"),
     ("ovs.ports", "per ovsdb-server on the node: no Neutron port is dead (tag 4095: the agent never bound it); tunnel ports listed"),
     ("bgp.daemon", "node: the BGP speaker (BIRD or FRR) of the node answers (--no-bgp on gateways that announce nothing)"),
@@ -112,6 +113,55 @@ pub fn mtu_check(net: &HostNet, namespace: &str, overlay: Option<(String, u32)>)
         Check::fail("router.mtu", format!("{} above the overlay MTU {vmtu} ({vx}): larger packets are lost", too_big.join(", ")))
             .evidences(ev)
             .fix(format!("ip netns exec {namespace} ip link set {} mtu {vmtu} (and fix the network's MTU in Neutron)", qrs[0].name))
+    })
+}
+
+/// The router's veth interfaces against their ends on the node (Neutron's `ovs_use_veth`: the
+/// node end is `tap<port prefix>` in OVS): a veth drops what is bigger than the receiving end's
+/// MTU, so both ends must agree. `None` when no interface has a node end.
+pub fn peer_mtu_check(net: &HostNet, host: &HostNet, namespace: &str) -> Option<Check> {
+    let mut ev = Vec::new();
+    let mut bad = Vec::new();
+    for l in net.links.iter().filter(|l| {
+        ["qr-", "qg-", "ha-"].iter().any(|p| l.name.starts_with(p))
+            && l.kind.as_deref() == Some("veth")
+    }) {
+        let by_name = format!("tap{}", &l.name[3..]);
+        let peer = host.links.iter().find(|h| h.name == by_name).or_else(|| {
+            host.links.iter().find(|h| {
+                h.kind.as_deref() == Some("veth")
+                    && Some(h.index) == l.lower
+                    && h.lower == Some(l.index)
+            })
+        });
+        let Some(p) = peer else { continue };
+        ev.push(format!(
+            "{} mtu {} / node end {} mtu {}",
+            l.name, l.mtu, p.name, p.mtu
+        ));
+        if l.mtu != p.mtu {
+            bad.push((l, p));
+        }
+    }
+    if ev.is_empty() {
+        return None;
+    }
+    Some(match bad.first() {
+        None => Check::ok(
+            "router.mtu_peer",
+            "router interfaces and their node ends agree on the MTU",
+        )
+        .evidences(ev),
+        Some((l, p)) => {
+            let what: Vec<String> = bad
+                .iter()
+                .map(|(l, p)| format!("{} {} ≠ {} {}", l.name, l.mtu, p.name, p.mtu))
+                .collect();
+            let small = l.mtu.min(p.mtu);
+            Check::fail("router.mtu_peer", format!("MTU differs across the veth: {} (packets above {small} bytes are dropped one way)", what.join(", ")))
+                .evidences(ev)
+                .fix(format!("set both ends to the network's MTU, e.g. `ip link set {} mtu {}` or `ip netns exec {namespace} ip link set {} mtu {}` (whichever matches Neutron's network MTU)", p.name, l.mtu, l.name, p.mtu))
+        }
     })
 }
 
@@ -781,6 +831,40 @@ mod tests {
             ),
             Status::Warn
         );
+    }
+
+    #[test]
+    fn veth_ends_must_agree_on_the_mtu() {
+        let veth = |i: u32, n: &str, mtu: u32, peer: u32| Link {
+            kind: Some("veth".into()),
+            mtu,
+            lower: Some(peer),
+            ..link(i, n)
+        };
+        let ns = HostNet {
+            links: vec![veth(2, "qg-cccc", 1500, 7), veth(3, "qr-bbbb", 1450, 8)],
+            ..HostNet::default()
+        };
+        let host = |qg_end: u32| HostNet {
+            links: vec![
+                // By name (Neutron's tap<port>), and by the mutual IFLA_LINK of a veth pair.
+                veth(7, "tapcccc", qg_end, 2),
+                veth(8, "anything", 1450, 3),
+                veth(9, "tapunrelated", 9000, 4),
+            ],
+            ..HostNet::default()
+        };
+        let ok = peer_mtu_check(&ns, &host(1500), "qrouter-r").expect("a check");
+        assert_eq!(ok.status, Status::Ok, "{ok:#?}");
+        assert_eq!(ok.evidence.len(), 2, "{ok:#?}");
+        let bad = peer_mtu_check(&ns, &host(1400), "qrouter-r").expect("a check");
+        assert_eq!(bad.status, Status::Fail);
+        assert!(
+            bad.summary.contains("qg-cccc 1500 ≠ tapcccc 1400"),
+            "{bad:#?}"
+        );
+        // No veth with a node end: no row.
+        assert!(peer_mtu_check(&ns, &HostNet::default(), "qrouter-r").is_none());
     }
 
     #[test]

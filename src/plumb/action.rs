@@ -103,6 +103,8 @@ pub struct AddrSpec {
     pub prefix_len: u8,
     /// `IFA_F_*` flags kept across delete and re-add (noprefixroute, nodad).
     pub flags: u32,
+    /// IPv4 broadcast address, when the address has one (`ip addr add` sets none by default).
+    pub broadcast: Option<std::net::Ipv4Addr>,
 }
 
 impl AddrSpec {
@@ -230,9 +232,10 @@ impl Action {
             Action::SetUp { tap } => format!("ip link set {tap} up"),
             Action::SetDown { tap } => format!("ip link set {tap} down"),
             Action::AddAddr { tap, addr } => format!(
-                "ip addr add {}/{} dev {tap}{}",
+                "ip addr add {}/{}{} dev {tap}{}",
                 addr.addr,
                 addr.prefix_len,
+                addr.broadcast.map(|b| format!(" brd {b}")).unwrap_or_default(),
                 addr.flag_words()
             ),
             Action::DelAddr { tap, addr } => {
@@ -327,6 +330,7 @@ mod tests {
             addr: ip("198.51.100.1"),
             prefix_len: 24,
             flags: IFA_F_NOPREFIXROUTE,
+            broadcast: None,
         };
         assert_eq!(
             Action::AddAddr {

@@ -298,6 +298,7 @@ mod tests {
             addr: "198.51.100.1".parse().expect("ip"),
             prefix_len: 24,
             flags: IFA_F_NOPREFIXROUTE,
+            broadcast: None,
         };
         let r = host_route("198.51.100.11".parse().expect("ip"), &tap);
         vec![

@@ -319,6 +319,7 @@ fn plan_addresses(inp: &PlanInput, m: &mut Model, p: &mut Plan) {
             addr: gw,
             prefix_len: plen,
             flags: IFA_F_NOPREFIXROUTE,
+            broadcast: None,
         };
         let add = |reason: String| {
             step(
@@ -854,6 +855,7 @@ mod tests {
             addr: ip("198.51.100.1"),
             prefix_len: 24,
             flags: if npr { IFA_F_NOPREFIXROUTE } else { 0 },
+            broadcast: None,
         }
     }
 

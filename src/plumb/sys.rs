@@ -128,8 +128,10 @@ impl System {
                 let mut addr = None;
                 let mut local = None;
                 let mut flags = 0u32;
+                let mut broadcast = None;
                 for a in &m.attributes {
                     match a {
+                        AddressAttribute::Broadcast(b) => broadcast = Some(*b),
                         AddressAttribute::Address(ip) => addr = Some(*ip),
                         AddressAttribute::Local(ip) => local = Some(*ip),
                         AddressAttribute::Flags(f) => flags = f.bits(),
@@ -141,6 +143,7 @@ impl System {
                         addr: ip,
                         prefix_len: m.header.prefix_len,
                         flags: flags & (IFA_F_NODAD | IFA_F_NOPREFIXROUTE),
+                        broadcast,
                     });
                 }
             }
@@ -510,6 +513,13 @@ impl HostOps for System {
                 let addr = addr.clone();
                 self.block("address add", async move {
                     let mut r = h.address().add(i, addr.addr, addr.prefix_len);
+                    // The builder adds a broadcast address; `ip addr add` (and the agent) does
+                    // not: keep exactly what was recorded.
+                    let attrs = &mut r.message_mut().attributes;
+                    attrs.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+                    if let Some(b) = addr.broadcast {
+                        attrs.push(AddressAttribute::Broadcast(b));
+                    }
                     if addr.flags != 0 {
                         r.message_mut().attributes.push(AddressAttribute::Flags(
                             AddressFlags::from_bits_retain(addr.flags),

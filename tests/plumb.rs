@@ -221,6 +221,18 @@ impl Lab {
             .join("\n")
     }
 
+    /// Plant `faults`, run `f`, then clear them all (also when `f` panics).
+    fn with_faults<F: FnOnce()>(&self, faults: &[&str], f: F) {
+        for x in faults {
+            self.vmlab(&["fault", x]);
+        }
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        self.vmlab(&["clear", "all"]);
+        if let Err(p) = res {
+            std::panic::resume_unwind(p);
+        }
+    }
+
     fn audit_lines(&self) -> Vec<Value> {
         std::fs::read_to_string(self.dir.join("plumb-audit.log"))
             .unwrap_or_default()
@@ -496,8 +508,7 @@ fn each_drift_is_repaired_walk_is_ok_traffic_flows_and_a_second_apply_is_a_no_op
 #[test]
 fn a_missing_tap_is_recreated_as_a_persistent_tap_and_carries_traffic_once_attached() {
     let Some((lab, _g)) = lab() else { return };
-    lab.vmlab(&["fault", "tap-missing"]);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    lab.with_faults(&["tap-missing"], || {
         let (code, doc) = lab.plumb(&[VM1, "--apply", "--tap-owner", "0", "--tap-group", "0"]);
         assert_eq!(code, 0, "{doc:#}");
         assert_eq!(
@@ -570,11 +581,7 @@ fn a_missing_tap_is_recreated_as_a_persistent_tap_and_carries_traffic_once_attac
         if let Err(p) = res {
             std::panic::resume_unwind(p);
         }
-    }));
-    lab.vmlab(&["clear", "tap-missing"]);
-    if let Err(p) = r {
-        std::panic::resume_unwind(p);
-    }
+    });
 }
 
 const STACKED: &[&str] = &[
@@ -588,10 +595,7 @@ const STACKED: &[&str] = &[
 #[test]
 fn a_failure_at_any_step_or_in_verification_leaves_the_port_exactly_as_before() {
     let Some((lab, _g)) = lab() else { return };
-    for f in STACKED {
-        lab.vmlab(&["fault", f]);
-    }
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    lab.with_faults(STACKED, || {
         let args = [VM1, "--trust", "host"];
         let (code, plan) = lab.plumb(&args);
         assert_eq!(code, 2, "{plan:#}");
@@ -626,11 +630,7 @@ fn a_failure_at_any_step_or_in_verification_leaves_the_port_exactly_as_before() 
         let (code, doc) = lab.plumb(&[VM1, "--trust", "host", "--apply"]);
         assert_eq!(code, 0, "{doc:#}");
         lab.walk_all_ok(VM1, "stacked drifts");
-    }));
-    lab.vmlab(&["clear", "all"]);
-    if let Err(p) = r {
-        std::panic::resume_unwind(p);
-    }
+    });
 }
 
 #[test]
@@ -640,10 +640,7 @@ fn a_dry_run_changes_nothing_and_prints_the_plan() {
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(doc["outcome"], "nothing-to-do");
     assert_eq!(doc["actions"], serde_json::json!([]));
-    for f in ["route-missing", "mtu", "proxy-arp-off"] {
-        lab.vmlab(&["fault", f]);
-    }
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    lab.with_faults(&["route-missing", "mtu", "proxy-arp-off"], || {
         let before = lab.snapshot();
         let (code, doc) = lab.plumb(&[VM1]);
         assert_eq!(code, 2, "{doc:#}");
@@ -674,18 +671,13 @@ fn a_dry_run_changes_nothing_and_prints_the_plan() {
             "{text}"
         );
         assert_diff_free(&before, &lab.snapshot(), "dry run");
-    }));
-    lab.vmlab(&["clear", "all"]);
-    if let Err(p) = r {
-        std::panic::resume_unwind(p);
-    }
+    });
 }
 
 #[test]
 fn two_simultaneous_applies_never_interleave() {
     let Some((lab, _g)) = lab() else { return };
-    lab.vmlab(&["fault", "mtu"]);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    lab.with_faults(&["mtu"], || {
         let start = |hold: &str| {
             lab.plumb_cmd(&[VM1, "--apply"])
                 .env("VMPATH_PLUMB_HOLD_MS", hold)
@@ -742,11 +734,7 @@ fn two_simultaneous_applies_never_interleave() {
         for w in spans.windows(2) {
             assert!(w[0].1 <= w[1].0, "overlapping applies: {w:?}");
         }
-    }));
-    lab.vmlab(&["clear", "mtu"]);
-    if let Err(p) = r {
-        std::panic::resume_unwind(p);
-    }
+    });
 }
 
 #[test]

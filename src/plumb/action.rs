@@ -235,7 +235,9 @@ impl Action {
                 "ip addr add {}/{}{} dev {tap}{}",
                 addr.addr,
                 addr.prefix_len,
-                addr.broadcast.map(|b| format!(" brd {b}")).unwrap_or_default(),
+                addr.broadcast
+                    .map(|b| format!(" brd {b}"))
+                    .unwrap_or_default(),
                 addr.flag_words()
             ),
             Action::DelAddr { tap, addr } => {
@@ -246,19 +248,23 @@ impl Action {
             }
             Action::AddRoute { route } => format!("{} add {}", ip_route(route), route.describe()),
             Action::DelRoute { route } => format!("{} del {}", ip_route(route), route.describe()),
-            Action::WriteFile { file } => format!(
-                "printf '%s' '{}' > {dir}/.tmp && chown {}:{} {dir}/.tmp && chmod {:o} {dir}/.tmp && mv {dir}/.tmp {}",
-                file.content.trim_end().replace('\n', "\\n"),
-                file.uid,
-                file.gid,
-                file.mode,
-                file.path.display(),
-                dir = file
+            Action::WriteFile { file } => {
+                let name = file
                     .path
-                    .parent()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| ".".into()),
-            ),
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let tmp = file.path.with_file_name(format!(".{name}.tmp"));
+                format!(
+                    "printf '%s' '{}' > {tmp} && chown {}:{} {tmp} && chmod {:o} {tmp} && mv {tmp} {}",
+                    file.content.trim_end().replace('\n', "\\n"),
+                    file.uid,
+                    file.gid,
+                    file.mode,
+                    file.path.display(),
+                    tmp = tmp.display(),
+                )
+            }
             Action::RemoveFile { path } => format!("rm {}", path.display()),
             Action::ReloadDnsmasq { pid } => format!("kill -HUP {pid}"),
         }

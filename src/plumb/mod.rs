@@ -270,7 +270,12 @@ fn not_fixed(before: &[Check], steps: &[Step], blocked: &[Blocked]) -> Vec<Strin
         .iter()
         .filter(|c| c.status != Status::Ok)
         .filter(|c| !steps.iter().any(|s| s.fixes.contains(&c.id)))
-        .filter(|c| !blocked.iter().any(|b| b.check == c.id))
+        // route.lookup follows route.host
+        .filter(|c| {
+            !blocked
+                .iter()
+                .any(|b| b.check == c.id || (b.check == "route.host" && c.id == "route.lookup"))
+        })
         .map(|c| format!("{} ({}): {}", check_name(c), c.status, c.summary))
         .collect()
 }

@@ -31,6 +31,7 @@ complete -c vmpath -n "__fish_vmpath_needs_command" -s h -l help -d 'Print help 
 complete -c vmpath -n "__fish_vmpath_needs_command" -s V -l version -d 'Print version'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "walk" -d 'Walk one VM\'s path on this hypervisor and check every hop'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "probe" -d 'Trace many TCP flows to DST at once, one fixed 5-tuple each: which flows fail, and where'
+complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "plumb" -d 'Repair one VM\'s drifted port on this hypervisor: plan, then --apply, verify, roll back'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "routers" -d 'On a gateway node: every HA router (qrouter namespace) at a glance'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "router" -d 'On a gateway node: one HA router, every check with evidence and fix'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER] (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM' -r
@@ -64,6 +65,28 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l json -d 'Print o
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s V -l version -d 'Print version'
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER] (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l timeout -d 'How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l mtu -d 'Expected network MTU (default: dnsmasq\'s MTU option)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l gateway -d 'Expected gateway address on the tap, ADDR/LEN; repeat for IPv4 and IPv6 (default: dnsmasq\'s router option, the other taps\' gateway address)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l mac -d 'The port\'s MAC, when the host\'s records are not to be trusted' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l bird-socket -d 'BIRD control socket (default: from the running bird\'s -s option)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l frr-dir -d 'FRR vty socket directory holding bgpd.vty (default: from the running bgpd\'s -N option)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l dhcp-hostsdir -d 'dnsmasq hosts dir (default: from the running dnsmasq\'s --dhcp-hostsdir)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l trust -d 'When the host\'s records disagree about the port\'s MAC or addresses: which to trust' -r -f -a "dhcp\t'The DHCP host entry (dnsmasq\'s host file for the port)'
+host\t'The host\'s own state: the tap\'s MAC, the VM\'s neighbour entry, the host routes'"
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l ip -d 'The port\'s fixed IPs, when the host\'s records lost or contradict them (repeat per address)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l tap-owner -d 'Owner (uid) of a tap that plumb creates, as Nova gives it to the hypervisor\'s user' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l tap-group -d 'Group (gid) of a tap that plumb creates' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l lock-file -d 'Per-host lock file held during --apply' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l audit-log -d 'Audit log: one JSON line per --apply run' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l apply -d 'Make the changes (default: print the plan and change nothing)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l prune -d 'Delete a /32 (/128) of this VM that points at another interface (stale after a move)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -s V -l version -d 'Print version'
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l netns-dir -d 'Directory of the host\'s named network namespaces' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l ha-confs -d 'Neutron\'s ha_confs directory (default: from keepalived\'s command lines)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l peer -d 'The other gateway\'s `vmpath routers --json`: check that exactly one is primary' -r -F

@@ -57,6 +57,9 @@ pub enum Command {
     /// Trace many TCP flows to DST at once, one fixed 5-tuple each: which flows fail, and where
     #[command(after_help = PROBE_EXIT_CODES_HELP)]
     Probe(crate::cmd::probe::ProbeArgs),
+    /// Repair one VM's drifted port on this hypervisor: plan, then --apply, verify, roll back
+    #[command(after_help = PLUMB_EXIT_CODES_HELP)]
+    Plumb(crate::cmd::plumb::PlumbArgs),
     /// On a gateway node: every HA router (qrouter namespace) at a glance
     #[command(after_help = EXIT_CODES_HELP, after_long_help = routers_long_help())]
     Routers(crate::cmd::routers::RoutersArgs),
@@ -86,6 +89,14 @@ Exit codes:
   3   nothing could be determined: no route, no raw socket (CAP_NET_RAW), namespace not found
   64  bad usage";
 
+pub const PLUMB_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0   nothing to do, or repaired and verified
+  2   changes are needed (dry run), some are blocked, or the repair failed and was rolled back
+  3   busy (another plumb holds the lock), not root, the host could not be read, or the
+      rollback could not restore everything
+  64  bad usage, or refused: the records disagree (--trust), an interface is not the port's tap";
+
 fn walk_long_help() -> String {
     format!("{}\n{EXIT_CODES_HELP}", crate::check::catalogue_help())
 }
@@ -108,6 +119,7 @@ pub fn main() -> ExitCode {
     let code = match &cli.command {
         Command::Walk(a) => crate::cmd::walk::exec(&cli.global, a),
         Command::Probe(a) => crate::cmd::probe::exec(&cli.global, a),
+        Command::Plumb(a) => crate::cmd::plumb::exec(&cli.global, a),
         Command::Routers(a) => crate::cmd::routers::exec_routers(&cli.global, a),
         Command::Router(a) => crate::cmd::routers::exec_router(&cli.global, a),
     };

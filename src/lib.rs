@@ -7,6 +7,7 @@ pub mod collect;
 pub mod config;
 pub mod model;
 pub mod output;
+pub mod plumb;
 pub mod port;
 pub mod probe;
 pub mod routers;

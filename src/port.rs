@@ -88,6 +88,9 @@ pub struct Overrides {
     pub mtu: Option<u32>,
     pub gateways: Vec<(IpAddr, u8)>,
     pub mac: Option<String>,
+    /// The port's addresses, when the host's records lost or contradict them (`--ip`): they
+    /// replace the addresses from DHCP entries and host routes.
+    pub ips: Vec<IpAddr>,
 }
 
 /// A source of desired state for a port.
@@ -136,7 +139,10 @@ impl DesiredSource for HostRecords<'_> {
         let mut d = Desired::default();
         let entries = self.entries_for_port(id);
         // Addresses
-        for (_, h) in &entries {
+        for ip in &self.overrides.ips {
+            push_ip(&mut d.ips, *ip, "--ip flag");
+        }
+        for (_, h) in entries.iter().filter(|_| self.overrides.ips.is_empty()) {
             if let Some(v4) = h.ipv4 {
                 push_ip(
                     &mut d.ips,
@@ -151,7 +157,7 @@ impl DesiredSource for HostRecords<'_> {
         if let Some(ip) = id.target_ip {
             push_ip(&mut d.ips, ip, "the target address");
         }
-        if let Some(tap) = host.link(&id.tap) {
+        if let Some(tap) = host.link(&id.tap).filter(|_| self.overrides.ips.is_empty()) {
             // Host routes through the tap name further addresses (IPv6, allowed address pairs)
             // — but only when no record claims that address for another port.
             for r in host.host_routes_via(tap.index) {

@@ -168,7 +168,7 @@ fn sysctl_u32(path: String) -> Option<u32> {
     read_sysctl(&path).ok()?.parse().ok()
 }
 
-fn tap_sysctls(tap: &str) -> host::TapSysctls {
+pub fn tap_sysctls(tap: &str) -> host::TapSysctls {
     host::TapSysctls {
         proxy_arp: sysctl_u32(format!("ipv4/conf/{tap}/proxy_arp")),
         proxy_arp_all: sysctl_u32("ipv4/conf/all/proxy_arp".into()),
@@ -180,6 +180,22 @@ fn tap_sysctls(tap: &str) -> host::TapSysctls {
 
 /// Run the walk.
 pub fn run(opts: &WalkOptions) -> Result<WalkReport, WalkError> {
+    run_with_state(opts).map(|(r, _)| r)
+}
+
+/// What a walk saw, for callers that act on it (`vmpath plumb`): the same snapshot the checks
+/// were computed from.
+#[derive(Debug, Clone)]
+pub struct WalkState {
+    pub net: HostNet,
+    pub dnsmasq: Vec<Dnsmasq>,
+    pub id: Identity,
+    pub desired: Desired,
+    pub desired_source: String,
+}
+
+/// Run the walk and also return the facts and the port it resolved.
+pub fn run_with_state(opts: &WalkOptions) -> Result<(WalkReport, WalkState), WalkError> {
     let started = Instant::now();
     let tm = Timer::new();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -201,7 +217,14 @@ pub fn run(opts: &WalkOptions) -> Result<WalkReport, WalkError> {
     let checks = run_checks(opts, &rt, &nl, fw_thread, &facts, &id, &want, &tm);
     tm.mark("checks done");
     let v = verdict(&checks);
-    Ok(WalkReport {
+    let state = WalkState {
+        net: facts.net.clone(),
+        dnsmasq: facts.dnsmasq.clone(),
+        id: id.clone(),
+        desired: want.clone(),
+        desired_source: source.name(),
+    };
+    let report = WalkReport {
         target: opts.target.to_string(),
         host: hostname(),
         verdict: v,
@@ -215,7 +238,8 @@ pub fn run(opts: &WalkOptions) -> Result<WalkReport, WalkError> {
         },
         checks,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    })
+    };
+    Ok((report, state))
 }
 
 #[allow(clippy::too_many_arguments)]

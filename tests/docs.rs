@@ -21,6 +21,40 @@ fn readme_lists_every_check_id_and_exit_code() {
             "README.md does not list {id}"
         );
     }
+    // vmpath plumb: every action, outcome, exit code and the documented JSON fields
+    for word in [
+        "`create-tap`",
+        "`set-mac`",
+        "`set-mtu`",
+        "`set-up`",
+        "`delete-address`",
+        "`add-address`",
+        "`sysctl`",
+        "`add-route`",
+        "`delete-route`",
+        "`write-dhcp-host`",
+        "`reload-dnsmasq`",
+        "`nothing-to-do`",
+        "`planned`",
+        "`repaired`",
+        "`partial`",
+        "`blocked`",
+        "`rolled-back`",
+        "`rollback-incomplete`",
+        "\"actions\"",
+        "\"applied\"",
+        "\"outcome\"",
+        "\"equivalent\"",
+        "busy: held by pid N since",
+        "VMPATH_PLUMB_FAIL_STEP",
+        "VMPATH_PLUMB_LOCK",
+        "VMPATH_PLUMB_AUDIT",
+    ] {
+        assert!(
+            readme.contains(word),
+            "README.md does not document plumb's {word}"
+        );
+    }
     let help = vmpath::check::catalogue_help();
     for (id, _) in vmpath::check::CATALOGUE {
         assert!(help.contains(id));

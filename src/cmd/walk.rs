@@ -94,6 +94,7 @@ pub fn options(g: &GlobalArgs, a: &WalkArgs) -> Result<WalkOptions, String> {
             mtu: a.mtu.or(cfg.mtu),
             gateways,
             mac,
+            ips: Vec::new(),
         },
         bird_socket: a.bird_socket.clone().or(cfg.bird_socket),
         frr_dir: a.frr_dir.clone().or(cfg.frr_dir),

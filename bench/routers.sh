@@ -8,7 +8,10 @@
 #
 # Everything happens inside a private network and mount namespace (unshare), with a tmpfs on
 # /run/netns and the ha_confs in a temporary directory: nothing of the host is touched.
-# Usage (root): bench/routers.sh [N]
+# With KEEPALIVED=K (default 0), the first K routers also run a real keepalived (all sharing one
+# tmp dir, as they share /tmp on a gateway), and the run is timed with and without asking each
+# keepalived for its own state (its JSON dump): the per-router cost of that report.
+# Usage (root): [KEEPALIVED=K] bench/routers.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000}
@@ -17,14 +20,22 @@ if [[ ${VMPATH_BENCH_INSIDE:-} != 1 ]]; then
   lab/setup
   cargo build --release --quiet
   outer=$(stat -L -c %i /proc/self/ns/net)
-  VMPATH_BENCH_INSIDE=1 VMPATH_OUTER_NETNS=$outer exec unshare --net --mount --propagation private "$0" "$n"
+  VMPATH_BENCH_INSIDE=1 VMPATH_OUTER_NETNS=$outer KEEPALIVED=${KEEPALIVED:-0} exec unshare --net --mount --propagation private "$0" "$n"
 fi
 # Inside: refuse to go on unless the namespaces really changed.
 [[ $(stat -L -c %i /proc/self/ns/net) != "${VMPATH_OUTER_NETNS:-}" ]] || { echo "not in a private netns" >&2; exit 1; }
 mount -t tmpfs tmpfs /run
 mkdir -p /run/netns
 work=$(mktemp -d /tmp/vmpath-routers-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+kapids=()
+cleanup() {
+  for p in "${kapids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${kapids[@]}"; do
+    for _ in $(seq 50); do [[ -d /proc/$p ]] || break; sleep 0.1; done
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 ha=$work/ha_confs
 mkdir -p "$ha"
 bin=$PWD/target/release/vmpath
@@ -105,3 +116,39 @@ b=$(python3 -c "print($e-$s)")
 echo "vmpath routers: $routers routers ($primaries primary) in $(python3 -c "print(f'{$v:.2f}')") s (median of 3), peak RSS $((rss_kib / 1024)) MiB"
 echo "baseline shell loop (ip -j addr, cat state, conntrack -C per router): $(python3 -c "print(f'{$b:.2f}')") s"
 echo "ratio: $(python3 -c "print(f'{$b / $v:.1f}')")x   (targets: < 2 s, < 64 MiB)"
+
+ka=${KEEPALIVED:-0}
+(( ka > 0 )) || exit 0
+echo "bench/routers.sh: starting keepalived in $ka routers ..." >&2
+mkdir -p "$work/katmp"
+i=0
+for dir in /run/netns/qrouter-*; do
+  (( i < ka )) || break
+  i=$((i + 1))
+  ns=${dir##*/}
+  id=${ns#qrouter-}
+  ip netns exec "$ns" env TMPDIR="$work/katmp" keepalived -P -n -l -D -f "$ha/$id/keepalived.conf" \
+    -p "$work/ka-$i.pid" -r "$work/kav-$i.pid" </dev/null >/dev/null 2>&1 &
+  kapids+=($!)
+done
+for _ in $(seq 100); do
+  up=$(ls "$work"/kav-*.pid 2>/dev/null | wc -l)
+  (( up >= ka )) && break
+  sleep 0.1
+done
+echo "bench/routers.sh: $up of $ka keepalived VRRP children up" >&2
+med() { # ARGS...: median wall time of 3 runs of vmpath routers
+  local ts=() s e
+  for _ in 1 2 3; do
+    s=$(date +%s.%N)
+    "$bin" routers --ha-confs "$ha" --json "$@" >"$work/ka.json" || true
+    e=$(date +%s.%N)
+    ts+=("$(python3 -c "print($e-$s)")")
+  done
+  printf '%s\n' "${ts[@]}" | sort -n | sed -n 2p
+}
+with=$(med --timeout 10s)
+reported=$(python3 -c "import json; d=json.load(open('$work/ka.json')); print(sum(1 for r in d['routers'] if r['views']['keepalived'] in ('MASTER','BACKUP','FAULT','INIT')))")
+without=$(med --timeout 10s --no-dump)
+echo "with $ka keepalived: vmpath routers $(python3 -c "print(f'{$with:.2f}')") s asking each for its own state ($reported reported), $(python3 -c "print(f'{$without:.2f}')") s with --no-dump"
+echo "keepalived's own report: $(python3 -c "print(f'{($with - $without) * 1000 / $ka:.1f}')") ms per keepalived (asked one at a time)"

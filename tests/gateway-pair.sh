@@ -9,8 +9,6 @@ set -euo pipefail
 bin=$1
 [[ $(stat -L -c %i /proc/self/ns/net) != "${VMPATH_OUTER_NETNS:?}" ]] || { echo "not in a private netns" >&2; exit 1; }
 mount -t tmpfs tmpfs /run
-# keepalived writes its dumps (keepalived.json on its JSON signal) to /tmp: keep them private.
-mount -t tmpfs tmpfs /tmp
 mkdir -p /run/netns
 work=$(mktemp -d /run/vmpath-gwpair.XXXXXX)   # on the private /run tmpfs
 pids=()
@@ -77,7 +75,10 @@ EOF
   echo backup >"$work/ha$g/$id/state"
 done
 start_ka() { # G
-  ip netns exec "gw$1" keepalived -P -n -l -D -f "$work/ha$1/$id/keepalived.conf" \
+  # Its dumps (keepalived.json on its JSON signal) go to TMPDIR: one private dir shared by both,
+  # as /tmp is on a gateway node.
+  mkdir -p "$work/tmp"
+  ip netns exec "gw$1" env TMPDIR="$work/tmp" keepalived -P -n -l -D -f "$work/ha$1/$id/keepalived.conf" \
     -p "$work/ka$1.pid" -r "$work/kav$1.pid" >"$work/ka$1.log" 2>&1 &
   pids+=($!)
   echo $! >"$work/ka$1.spawn"

@@ -132,7 +132,7 @@ for dir in /run/netns/qrouter-*; do
   kapids+=($!)
 done
 for _ in $(seq 100); do
-  up=$(ls "$work"/kav-*.pid 2>/dev/null | wc -l)
+  up=$(find "$work" -maxdepth 1 -name "kav-*.pid" | wc -l)
   (( up >= ka )) && break
   sleep 0.1
 done

@@ -154,4 +154,28 @@ sleep 0.5
 echo "== zeroconf-$g"
 "$bin" routers --netns-dir "$work/netns$g" --ovsdb "$work/db.sock" --no-bgp --json || true
 echo "== survivor-$o"; run "$o"
+
+# What only the wire shows. Both keepalived again, with B (the higher HA address) primary.
+start_ka "$g"
+wait_until 20 one_primary || { echo "no single primary after restart" >&2; exit 1; }
+if ! grep -q primary "$work/haB/$id/state"; then
+  # A steps down (SIGTERM: a priority-0 advert) and B takes over; then A comes back as backup.
+  kill -TERM "$(cat "$work/kaA.spawn")"
+  wait_until 15 grep -q primary "$work/haB/$id/state" || { echo "B did not take over" >&2; exit 1; }
+  sleep 0.5
+  start_ka A
+fi
+wait_until 15 grep -q backup "$work/haA/$id/state" || { echo "A not backup" >&2; exit 1; }
+sleep 2
+# A deaf to VRRP (its input drops protocol 112): right away A is a backup that hears no
+# primary; ~3.6 s later it takes over, and B, still primary (its address is higher, so it
+# keeps the role), hears A advertise the same VRID.
+ip netns exec gwA nft add table ip vrrpcut
+ip netns exec gwA nft add chain ip vrrpcut c '{ type filter hook input priority 0 ; }'
+ip netns exec gwA nft add rule ip vrrpcut c ip protocol 112 drop
+echo "== deaf-A"; run A
+wait_until 15 two_primaries || { echo "A did not take over" >&2; exit 1; }
+sleep 1
+echo "== heard-B"; run B
+ip netns exec gwA nft delete table ip vrrpcut
 echo "== done"

@@ -171,6 +171,30 @@ fn ha_gateway_pair_states_and_faults() {
     assert_eq!(z["routers"][0]["views"]["state_file"], "primary", "{z:#}");
     assert_eq!(status(z, "router.vrrp"), "fail");
     assert_eq!(z["verdict"], "fail");
+    // The wire: a backup that hears no primary, and a primary that hears another router
+    // advertise its VRID, both fail router.adverts.
+    let summary = |d: &Value, id: &str| -> String {
+        d["routers"][0]["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|x| x["id"] == id))
+            .and_then(|x| x["summary"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let deaf = get("deaf-A");
+    assert_eq!(views(deaf), "backup", "{deaf:#}");
+    assert_eq!(status(deaf, "router.adverts"), "fail", "{deaf:#}");
+    assert!(
+        summary(deaf, "router.adverts").contains("no primary"),
+        "{deaf:#}"
+    );
+    let heard = get("heard-B");
+    assert_eq!(views(heard), "primary", "{heard:#}");
+    assert_eq!(status(heard, "router.adverts"), "fail", "{heard:#}");
+    assert!(
+        summary(heard, "router.adverts").contains("169.254.192.1"),
+        "{heard:#}"
+    );
     let s = get("survivor-");
     assert_eq!(views(s), "primary");
     assert_eq!(status(s, "router.keepalived"), "ok");

@@ -9,10 +9,16 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
+use common::{vmlab, Lab};
+
+fn lab() -> Option<(&'static Lab, std::sync::MutexGuard<'static, ()>)> {
+    common::lab("lab")
+}
 
 const VM1: &str = "198.51.100.11";
 const VM1_PORT: &str = "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a51";
@@ -20,108 +26,7 @@ const VM1_TAP: &str = "tap3f1c2a4e-5b";
 const VM2: &str = "198.51.100.12";
 const VM3: &str = "198.51.100.21";
 
-struct Lab {
-    dir: PathBuf,
-    lock: Mutex<()>,
-}
-
-static LAB: OnceLock<Result<Lab, String>> = OnceLock::new();
-static OWNED_DIR: OnceLock<PathBuf> = OnceLock::new();
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn vmlab() -> PathBuf {
-    root().join("lab/vmlab")
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-extern "C" fn teardown() {
-    if let Some(dir) = OWNED_DIR.get() {
-        let _ = Command::new(vmlab())
-            .arg("down")
-            .arg("--dir")
-            .arg(dir)
-            .output();
-    }
-}
-
-fn start() -> Result<Lab, String> {
-    if let Ok(dir) = std::env::var("VMPATH_LAB_DIR") {
-        return Ok(Lab {
-            dir: dir.into(),
-            lock: Mutex::new(()),
-        });
-    }
-    if !nix::unistd::geteuid().is_root() {
-        return Err("the lab needs root (network namespaces, daemons)".into());
-    }
-    let dir = std::env::temp_dir().join(format!("vmpath-lab-{}", std::process::id()));
-    let _ = OWNED_DIR.set(dir.clone());
-    // SAFETY: registering a plain extern "C" function with no captured state.
-    unsafe {
-        libc::atexit(teardown);
-    }
-    let t = Instant::now();
-    let out = Command::new(vmlab())
-        .arg("up")
-        .arg("--dir")
-        .arg(&dir)
-        .output()
-        .map_err(|e| format!("cannot run lab/vmlab: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "lab/vmlab up failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    eprintln!(
-        "lab up in {:.1} s at {}",
-        t.elapsed().as_secs_f64(),
-        dir.display()
-    );
-    Ok(Lab {
-        dir,
-        lock: Mutex::new(()),
-    })
-}
-
-/// The lab and its lock, or None (skip) outside CI when it cannot run here.
-fn lab() -> Option<(&'static Lab, MutexGuard<'static, ()>)> {
-    match LAB.get_or_init(start) {
-        Ok(l) => Some((l, l.lock.lock().unwrap_or_else(|p| p.into_inner()))),
-        Err(e) if in_ci() => panic!("lab unavailable in CI: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED (not in CI): {e}");
-            None
-        }
-    }
-}
-
 impl Lab {
-    fn vmlab(&self, args: &[&str]) -> Output {
-        let out = Command::new(vmlab())
-            .arg(args[0])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(&args[1..])
-            .output()
-            .expect("run lab/vmlab");
-        assert!(
-            out.status.success(),
-            "vmlab {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
     /// Run a command inside hypervisor `ns`.
     fn exec(&self, ns: &str, cmd: &[&str]) -> Output {
         Command::new(vmlab())

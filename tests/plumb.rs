@@ -6,12 +6,17 @@
 //! One lab per test binary (its own directory), shared by the tests under a lock; the same
 //! VMPATH_LAB_DIR / CI rules as tests/lab.rs.
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
+use common::{vmlab, Lab};
+
+fn lab() -> Option<(&'static Lab, std::sync::MutexGuard<'static, ()>)> {
+    common::lab("plumb-lab")
+}
 
 const VM1: &str = "198.51.100.11";
 const VM1_V6: &str = "2001:db8:100::11";
@@ -22,94 +27,7 @@ const VM3: &str = "198.51.100.21";
 const EXT: &str = "203.0.113.10";
 const EXT6: &str = "2001:db8:203::10";
 
-struct Lab {
-    dir: PathBuf,
-    lock: Mutex<()>,
-}
-
-static LAB: OnceLock<Result<Lab, String>> = OnceLock::new();
-static OWNED_DIR: OnceLock<PathBuf> = OnceLock::new();
-
-fn vmlab() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/vmlab")
-}
-
-extern "C" fn teardown() {
-    if let Some(dir) = OWNED_DIR.get() {
-        let _ = Command::new(vmlab())
-            .arg("down")
-            .arg("--dir")
-            .arg(dir)
-            .output();
-    }
-}
-
-fn start() -> Result<Lab, String> {
-    if let Ok(dir) = std::env::var("VMPATH_LAB_DIR") {
-        return Ok(Lab {
-            dir: dir.into(),
-            lock: Mutex::new(()),
-        });
-    }
-    if !nix::unistd::geteuid().is_root() {
-        return Err("the lab needs root (network namespaces, daemons)".into());
-    }
-    let dir = std::env::temp_dir().join(format!("vmpath-plumb-lab-{}", std::process::id()));
-    let _ = OWNED_DIR.set(dir.clone());
-    // SAFETY: registering a plain extern "C" function with no captured state.
-    unsafe {
-        libc::atexit(teardown);
-    }
-    let out = Command::new(vmlab())
-        .arg("up")
-        .arg("--dir")
-        .arg(&dir)
-        .output()
-        .map_err(|e| format!("cannot run lab/vmlab: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "lab/vmlab up failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(Lab {
-        dir,
-        lock: Mutex::new(()),
-    })
-}
-
-fn lab() -> Option<(&'static Lab, MutexGuard<'static, ()>)> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    match LAB.get_or_init(start) {
-        Ok(l) => Some((l, l.lock.lock().unwrap_or_else(|p| p.into_inner()))),
-        Err(e) if ci => panic!("lab unavailable in CI: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED (not in CI): {e}");
-            None
-        }
-    }
-}
-
 impl Lab {
-    fn vmlab(&self, args: &[&str]) -> Output {
-        let out = Command::new(vmlab())
-            .arg(args[0])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(&args[1..])
-            .output()
-            .expect("run lab/vmlab");
-        assert!(
-            out.status.success(),
-            "vmlab {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
     fn exec_cmd(&self, ns: &str, cmd: &[&str]) -> Command {
         let mut c = Command::new(vmlab());
         c.arg("exec").arg("--dir").arg(&self.dir);

@@ -469,7 +469,7 @@ pub fn ask(
                 path.display()
             ));
         }
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 

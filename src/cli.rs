@@ -98,7 +98,12 @@ Exit codes:
   64  bad usage, or refused: the records disagree (--trust), an interface is not the port's tap";
 
 fn walk_long_help() -> String {
-    format!("{}\n{EXIT_CODES_HELP}", crate::check::catalogue_help())
+    format!(
+        "{}\nOn a gateway node, TARGET may also be a router id, or a tenant address that is not a \
+port on the node: vmpath then runs `vmpath router ID` for that router (see `vmpath router --help`).\n\n\
+{EXIT_CODES_HELP}",
+        crate::check::catalogue_help()
+    )
 }
 
 /// Entry point: parse, dispatch, map errors to exit codes.

@@ -15,8 +15,7 @@ use crate::walk::{self, WalkOptions};
 
 #[derive(Debug, Args)]
 pub struct WalkArgs {
-    /// VM IPv4/IPv6 address, Neutron port UUID (or its 11-character prefix), tap name, or MAC;
-    /// on a gateway node also a router id or a tenant address (then: the router's checks)
+    /// VM IPv4/IPv6 address, Neutron port UUID (or its 11-character prefix), tap name, or MAC
     #[arg(value_name = "TARGET")]
     pub target: String,
     /// Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER]

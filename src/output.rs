@@ -7,6 +7,36 @@ use comfy_table::{presets, Attribute, Cell, Color, ContentArrangement, Table};
 
 use crate::model::{Check, Status};
 
+/// Write a command's result to stdout: one pretty JSON document (`--json`), or what `human`
+/// renders for people.
+pub fn emit<T: serde::Serialize>(
+    json: bool,
+    doc: &T,
+    human: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, doc)
+            .map_err(std::io::Error::other)
+            .and_then(|_| writeln!(out))
+    } else {
+        human(&mut out)
+    }
+}
+
+/// The exit code once the output is written: `code`, also when the reader closed the pipe
+/// (`| head` is not an error of ours); else 3 with the reason on stderr.
+pub fn exit_after(cmd: &str, written: std::io::Result<()>, code: u8) -> u8 {
+    match written {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            eprintln!("vmpath {cmd}: cannot write output: {e}");
+            crate::model::exit::UNKNOWN
+        }
+    }
+}
+
 /// How to render for people.
 #[derive(Debug, Clone, Copy)]
 pub struct Style {

@@ -306,12 +306,8 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
             .map(|l| (l.name.clone(), l.mtu))
     });
     let bgp: Option<Vec<Spoken>> = bgp_thread.map(|t| {
-        t.join().unwrap_or_else(|_| {
-            vec![Err(Box::new(
-                Check::unknown("bgp.daemon", "the BGP collector thread panicked")
-                    .fix("report this as a vmpath bug with the output of --verbose"),
-            ))]
-        })
+        t.join()
+            .unwrap_or_else(|_| vec![Err(Box::new(crate::check::bgp::collector_panicked()))])
     });
     let mut routers = Vec::new();
     for ((p, w), pfx) in preps.iter().zip(&wires).zip(&tenant) {
@@ -440,17 +436,7 @@ fn ask_bgp(
             .evidence("no process named bird, bird6 or bgpd shares this network namespace")
             .fix("start the routing daemon, or give --bird-socket/--frr-dir; on a node that does not announce tenant prefixes, use --no-bgp")))];
     }
-    let threads: Vec<_> = speakers
-        .into_iter()
-        .map(|sp| {
-            let pfx = prefixes.to_vec();
-            std::thread::spawn(move || {
-                let r = bgp::collect(&sp, &pfx, timeout);
-                (sp, r)
-            })
-        })
-        .collect();
-    threads
+    bgp::spawn_collect(speakers, prefixes, timeout)
         .into_iter()
         .map(|t| match t.join() {
             Ok((_, Ok(f))) => Ok(f),
@@ -459,10 +445,7 @@ fn ask_bgp(
                 .next()
                 .map(Box::new)
                 .unwrap_or_else(|| Box::new(Check::unknown("bgp.daemon", "no answer")))),
-            Err(_) => Err(Box::new(
-                Check::unknown("bgp.daemon", "the BGP collector thread panicked")
-                    .fix("report this as a vmpath bug with the output of --verbose"),
-            )),
+            Err(_) => Err(Box::new(crate::check::bgp::collector_panicked())),
         })
         .collect()
 }

@@ -270,16 +270,7 @@ fn run_checks(
             frr_dir: opts.frr_dir.clone(),
         },
     );
-    let bgp_threads: Vec<_> = speakers
-        .into_iter()
-        .map(|sp| {
-            let (pfx, timeout) = (prefixes.clone(), opts.timeout);
-            std::thread::spawn(move || {
-                let r = bgp::collect(&sp, &pfx, timeout);
-                (sp, r)
-            })
-        })
-        .collect();
+    let bgp_threads = bgp::spawn_collect(speakers, &prefixes, opts.timeout);
     type Lookup = Result<Option<crate::collect::netlink::Route>, String>;
     let lookups: BTreeMap<IpAddr, Lookup> = rt.block_on(async {
         let mut m = BTreeMap::new();
@@ -358,10 +349,7 @@ fn run_checks(
         match t.join() {
             Ok((_, Ok(f))) => out.extend(check::bgp::evaluate(&f, &pfx_names)),
             Ok((sp, Err(e))) => out.extend(check::bgp::unreachable(&sp.describe(), &e, &pfx_names)),
-            Err(_) => out.push(
-                Check::unknown("bgp.daemon", "the BGP collector thread panicked")
-                    .fix("report this as a vmpath bug with the output of --verbose"),
-            ),
+            Err(_) => out.push(check::bgp::collector_panicked()),
         }
     }
     out

@@ -45,6 +45,12 @@ pub fn unreachable(speaker_desc: &str, err: &BgpError, prefixes: &[String]) -> V
     out
 }
 
+/// The row when a collector thread died (a vmpath bug, never the daemon's fault).
+pub fn collector_panicked() -> Check {
+    Check::unknown(DAEMON, "the BGP collector thread panicked")
+        .fix("report this as a vmpath bug with the output of --verbose")
+}
+
 fn all_unknown(prefixes: &[String], why: &str) -> Vec<Check> {
     let mut out: Vec<Check> = prefixes
         .iter()

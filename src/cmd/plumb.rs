@@ -101,23 +101,10 @@ pub fn exec(g: &GlobalArgs, a: &PlumbArgs) -> u8 {
             return e.exit_code;
         }
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let res = if g.json {
-        serde_json::to_writer_pretty(&mut out, &report)
-            .map_err(std::io::Error::other)
-            .and_then(|_| writeln!(out))
-    } else {
-        render(&mut out, &report, Style::detect(g.verbose))
-    };
-    match res {
-        Ok(()) => report.exit_code,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => report.exit_code,
-        Err(e) => {
-            eprintln!("vmpath plumb: cannot write output: {e}");
-            exit::UNKNOWN
-        }
-    }
+    let res = crate::output::emit(g.json, &report, |out| {
+        render(out, &report, Style::detect(g.verbose))
+    });
+    crate::output::exit_after("plumb", res, report.exit_code)
 }
 
 fn name(c: &Check) -> String {

@@ -224,14 +224,9 @@ pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> u8 {
         summary,
         flows: out.flows,
     };
-    let mut stdout = std::io::stdout().lock();
-    let written = if g.json {
-        serde_json::to_writer_pretty(&mut stdout, &rep)
-            .map_err(std::io::Error::other)
-            .and_then(|_| writeln!(stdout))
-    } else {
-        render(&mut stdout, &rep, Style::detect(g.verbose))
-    };
+    let written = crate::output::emit(g.json, &rep, |out| {
+        render(out, &rep, Style::detect(g.verbose))
+    });
     if written.is_err() {
         return exit::UNKNOWN;
     }

@@ -193,16 +193,13 @@ fn run(g: &GlobalArgs, a: &RoutersArgs, only: Option<String>) -> u8 {
             };
         }
     };
-    let mut out = std::io::stdout().lock();
-    let res = if g.json {
-        serde_json::to_writer_pretty(&mut out, &rep)
-            .map_err(std::io::Error::other)
-            .and_then(|_| writeln!(out))
-    } else if only.is_some() {
-        render_one(&mut out, &rep, Style::detect(g.verbose))
-    } else {
-        render_all(&mut out, &rep, Style::detect(g.verbose))
-    };
+    let res = output::emit(g.json, &rep, |out| {
+        if only.is_some() {
+            render_one(out, &rep, Style::detect(g.verbose))
+        } else {
+            render_all(out, &rep, Style::detect(g.verbose))
+        }
+    });
     if res.is_err() {
         return exit::UNKNOWN;
     }

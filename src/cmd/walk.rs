@@ -1,6 +1,5 @@
 //! `vmpath walk TARGET`.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -151,48 +150,32 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> u8 {
             return e.exit_code;
         }
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let res = if g.json {
-        serde_json::to_writer_pretty(&mut out, &report)
-            .map_err(std::io::Error::other)
-            .and_then(|_| writeln!(out))
-    } else {
+    let res = output::emit(g.json, &report, |out| {
         let style = Style::detect(g.verbose);
-        (|| {
-            writeln!(
-                out,
-                "vmpath walk {} on {}: port {} on {} (matched by {})",
-                report.target,
-                report.host,
-                report.port.port_id,
-                report.port.tap,
-                report.port.matched_by
-            )?;
-            output::render_checks(&mut out, &report.checks, style)?;
-            writeln!(
-                out,
-                "{}",
-                output::verdict_line(
-                    report.verdict,
-                    &report.checks,
-                    &format!(
-                        " ({} checks in {} ms)",
-                        report.checks.len(),
-                        report.elapsed_ms
-                    ),
-                    style
-                )
+        writeln!(
+            out,
+            "vmpath walk {} on {}: port {} on {} (matched by {})",
+            report.target,
+            report.host,
+            report.port.port_id,
+            report.port.tap,
+            report.port.matched_by
+        )?;
+        output::render_checks(out, &report.checks, style)?;
+        writeln!(
+            out,
+            "{}",
+            output::verdict_line(
+                report.verdict,
+                &report.checks,
+                &format!(
+                    " ({} checks in {} ms)",
+                    report.checks.len(),
+                    report.elapsed_ms
+                ),
+                style
             )
-        })()
-    };
-    match res {
-        Ok(()) => report.exit_code,
-        // A closed pipe (| head) is not an error of ours.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => report.exit_code,
-        Err(e) => {
-            eprintln!("vmpath walk: cannot write output: {e}");
-            exit::UNKNOWN
-        }
-    }
+        )
+    });
+    output::exit_after("walk", res, report.exit_code)
 }

@@ -443,6 +443,28 @@ pub fn collect(
     Ok(facts)
 }
 
+/// A collection running on its own thread: the speaker and what it said.
+pub type Collecting = std::thread::JoinHandle<(Speaker, Result<BgpFacts, BgpError>)>;
+
+/// Ask every speaker about `prefixes` at once, one thread each; the caller joins them when it
+/// needs the answers (each is bounded by `timeout`).
+pub fn spawn_collect(
+    speakers: Vec<Speaker>,
+    prefixes: &[(IpAddr, u8)],
+    timeout: Duration,
+) -> Vec<Collecting> {
+    speakers
+        .into_iter()
+        .map(|sp| {
+            let pfx = prefixes.to_vec();
+            std::thread::spawn(move || {
+                let r = collect(&sp, &pfx, timeout);
+                (sp, r)
+            })
+        })
+        .collect()
+}
+
 /// One deadline shared by every socket operation of a collection.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {

@@ -189,6 +189,22 @@ fn not_ok(doc: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A failed assertion's message: what went wrong first (CI keeps only the head of long output),
+/// then the whole document.
+fn why(doc: &Value) -> String {
+    let brief = serde_json::json!({
+        "outcome": doc["outcome"],
+        "exit_code": doc["exit_code"],
+        "notes": doc["notes"],
+        "steps": doc["steps"],
+        "verification": doc["verification"],
+        "rollback": doc["rollback"],
+        "blocked": doc["blocked"],
+        "not_fixed": doc["not_fixed"],
+    });
+    format!("{brief:#}\nfull report:\n{doc:#}")
+}
+
 fn actions(doc: &Value) -> Vec<String> {
     doc["actions"]
         .as_array()
@@ -332,10 +348,10 @@ fn repair(lab: &Lab, d: &Drift) {
     let mut args = vec![d.target, "--apply"];
     args.extend_from_slice(d.args);
     let (code, doc) = lab.plumb(&args);
-    assert_eq!(code, 0, "{}: plumb --apply:\n{doc:#}", d.fault);
-    assert_eq!(doc["outcome"], "repaired", "{}: {doc:#}", d.fault);
+    assert_eq!(code, 0, "{}: plumb --apply:\n{}", d.fault, why(&doc));
+    assert_eq!(doc["outcome"], "repaired", "{}: {}", d.fault, why(&doc));
     assert_eq!(doc["applied"], true);
-    assert_eq!(actions(&doc), d.expect, "{}: {doc:#}", d.fault);
+    assert_eq!(actions(&doc), d.expect, "{}: {}", d.fault, why(&doc));
     for a in doc["actions"].as_array().expect("actions") {
         for k in ["reason", "equivalent"] {
             assert!(a[k].as_str().is_some_and(|s| !s.is_empty()), "{a}");
@@ -347,8 +363,14 @@ fn no_op(lab: &Lab, d: &Drift) {
     let mut args = vec![d.target, "--apply"];
     args.extend_from_slice(d.args);
     let (code, doc) = lab.plumb(&args);
-    assert_eq!(code, 0, "{}: second apply:\n{doc:#}", d.fault);
-    assert_eq!(doc["outcome"], "nothing-to-do", "{}: {doc:#}", d.fault);
+    assert_eq!(code, 0, "{}: second apply:\n{}", d.fault, why(&doc));
+    assert_eq!(
+        doc["outcome"],
+        "nothing-to-do",
+        "{}: {}",
+        d.fault,
+        why(&doc)
+    );
     assert_eq!(doc["actions"], serde_json::json!([]));
 }
 
@@ -365,7 +387,7 @@ fn each_drift_is_repaired_walk_is_ok_traffic_flows_and_a_second_apply_is_a_no_op
                 // without --prune the stale /32 stays and plumb says what would fix it
                 "route-wrong-tap" => {
                     let (code, doc) = lab.plumb(&[d.target, "--apply"]);
-                    assert_eq!(code, 2, "{doc:#}");
+                    assert_eq!(code, 2, "{}", why(&doc));
                     assert_eq!(doc["outcome"], "blocked");
                     assert!(doc["blocked"][0]["how"]
                         .as_str()
@@ -428,7 +450,7 @@ fn a_missing_tap_is_recreated_as_a_persistent_tap_and_carries_traffic_once_attac
     let Some((lab, _g)) = lab() else { return };
     lab.with_faults(&["tap-missing"], || {
         let (code, doc) = lab.plumb(&[VM1, "--apply", "--tap-owner", "0", "--tap-group", "0"]);
-        assert_eq!(code, 0, "{doc:#}");
+        assert_eq!(code, 0, "{}", why(&doc));
         assert_eq!(
             actions(&doc),
             vec![
@@ -487,7 +509,7 @@ fn a_missing_tap_is_recreated_as_a_persistent_tap_and_carries_traffic_once_attac
             lab.walk_all_ok(VM1, "tap-missing");
             vm1_out_and_in(lab);
             let (code, doc) = lab.plumb(&[VM1, "--apply"]);
-            assert_eq!(code, 0, "{doc:#}");
+            assert_eq!(code, 0, "{}", why(&doc));
             assert_eq!(doc["outcome"], "nothing-to-do");
         }));
         // stop it by its pid (vmlab exec execs it)
@@ -535,18 +557,19 @@ fn a_failure_at_any_step_or_in_verification_leaves_the_port_exactly_as_before() 
         points.push("verify".into());
         for at in &points {
             let (code, doc) = lab.plumb_failing_at(at, &[VM1, "--trust", "host", "--apply"]);
-            assert_eq!(code, 2, "fail at {at}: {doc:#}");
-            assert_eq!(doc["outcome"], "rolled-back", "fail at {at}: {doc:#}");
+            assert_eq!(code, 2, "fail at {at}: {}", why(&doc));
+            assert_eq!(doc["outcome"], "rolled-back", "fail at {at}: {}", why(&doc));
             assert_eq!(
                 doc["rollback"]["differences"],
                 serde_json::json!([]),
-                "fail at {at}: {doc:#}"
+                "fail at {at}: {}",
+                why(&doc)
             );
             assert_diff_free(&before, &lab.snapshot(), &format!("failure at {at}"));
         }
         // and without a failure it repairs
         let (code, doc) = lab.plumb(&[VM1, "--trust", "host", "--apply"]);
-        assert_eq!(code, 0, "{doc:#}");
+        assert_eq!(code, 0, "{}", why(&doc));
         lab.walk_all_ok(VM1, "stacked drifts");
     });
 }
@@ -555,13 +578,13 @@ fn a_failure_at_any_step_or_in_verification_leaves_the_port_exactly_as_before() 
 fn a_dry_run_changes_nothing_and_prints_the_plan() {
     let Some((lab, _g)) = lab() else { return };
     let (code, doc) = lab.plumb(&[VM1]);
-    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(code, 0, "{}", why(&doc));
     assert_eq!(doc["outcome"], "nothing-to-do");
     assert_eq!(doc["actions"], serde_json::json!([]));
     lab.with_faults(&["route-missing", "mtu", "proxy-arp-off"], || {
         let before = lab.snapshot();
         let (code, doc) = lab.plumb(&[VM1]);
-        assert_eq!(code, 2, "{doc:#}");
+        assert_eq!(code, 2, "{}", why(&doc));
         assert_eq!(doc["target"], VM1);
         assert_eq!(doc["applied"], false);
         assert_eq!(doc["outcome"], "planned");

@@ -280,6 +280,15 @@ fn not_fixed(before: &[Check], steps: &[Step], blocked: &[Blocked]) -> Vec<Strin
         .collect()
 }
 
+/// How long plumb waits for a link it brought up to report its operational state (the kernel
+/// publishes it up to a second after the change).
+const LINK_SETTLE: Duration = Duration::from_millis(2000);
+
+/// How long verification keeps reading a check that is still wrong before plumb rolls back, and
+/// the pause between readings.
+const VERIFY_GRACE: Duration = Duration::from_millis(1500);
+const VERIFY_RETRY: Duration = Duration::from_millis(250);
+
 fn ms(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -478,24 +487,61 @@ fn apply_and_verify(
     let failed = results.iter().any(|r| r.error.is_some());
     report.steps = Some(results.clone());
     if !failed {
-        let problems = match walk::run_with_state(wopts) {
-            Ok((after, ast)) => {
-                let created = steps
-                    .iter()
-                    .any(|s| matches!(s.action, action::Action::CreateTap { .. }));
-                let fresh_up = created && ast.net.link(&id.tap).is_some_and(|l| l.admin_up);
-                let mut p = apply::verify(&before.checks, &after.checks, steps, fresh_up);
-                if opts.inject == Some(Inject::Verify) {
-                    p.push(
-                        "injected verification failure (VMPATH_PLUMB_FAIL_STEP=verify, a test hook)"
-                            .into(),
-                    );
-                }
-                report.after = Some(after.checks);
-                p
+        let raised = steps.iter().any(|s| {
+            matches!(
+                s.action,
+                action::Action::SetUp { .. } | action::Action::CreateTap { .. }
+            )
+        });
+        if raised {
+            // Verify what the kernel settled on, not its state in between.
+            if let Err(e) = host.settle_link(&id.tap, LINK_SETTLE) {
+                report
+                    .notes
+                    .push(format!("could not wait for {} to settle: {e}", id.tap));
             }
-            Err(e) => vec![format!("the verification walk failed: {}", e.message)],
+        }
+        let created = steps
+            .iter()
+            .any(|s| matches!(s.action, action::Action::CreateTap { .. }));
+        // The kernel finishes some changes after it acknowledged them (operational state, IPv6
+        // duplicate address detection), and daemons react to them: a check that is still wrong
+        // is read again, for at most VERIFY_GRACE, before plumb rolls back.
+        let verify_started = Instant::now();
+        let mut attempts = 0u32;
+        let problems = loop {
+            attempts += 1;
+            let p = match walk::run_with_state(wopts) {
+                Ok((after, ast)) => {
+                    let fresh_up = created && ast.net.link(&id.tap).is_some_and(|l| l.admin_up);
+                    let p = apply::verify(&before.checks, &after.checks, steps, fresh_up);
+                    report.after = Some(after.checks);
+                    p
+                }
+                Err(e) => vec![format!("the verification walk failed: {}", e.message)],
+            };
+            if p.is_empty() || verify_started.elapsed() >= VERIFY_GRACE {
+                break p;
+            }
+            std::thread::sleep(VERIFY_RETRY);
         };
+        if attempts > 1 {
+            report.notes.push(format!(
+                "verification read the port {attempts} times over {} ms before it {}",
+                ms(verify_started),
+                if problems.is_empty() {
+                    "passed"
+                } else {
+                    "gave up"
+                }
+            ));
+        }
+        let mut problems = problems;
+        if opts.inject == Some(Inject::Verify) {
+            problems.push(
+                "injected verification failure (VMPATH_PLUMB_FAIL_STEP=verify, a test hook)".into(),
+            );
+        }
         let ok = problems.is_empty();
         report.verification = Some(problems);
         if ok {

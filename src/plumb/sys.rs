@@ -171,6 +171,49 @@ impl System {
         }))
     }
 
+    /// After plumb brought `tap` up: wait (at most `max`) until the kernel reports its operational
+    /// state. The carrier flag changes at once, but the kernel publishes the operational state
+    /// from a deferred worker that runs up to a second later, so an immediate verification could
+    /// see an up link with carrier as still `down`. Returns without waiting when the link is down,
+    /// gone or has no carrier (nothing will change on its own).
+    pub fn settle_link(&self, tap: &str, max: Duration) -> Result<(), String> {
+        use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, State};
+        let deadline = std::time::Instant::now() + max;
+        loop {
+            let h = self.handle.clone();
+            let name = tap.to_string();
+            let settled = self.block("link get", async move {
+                let mut s = h.link().get().match_name(name).execute();
+                match s.try_next().await {
+                    Ok(Some(m)) => {
+                        let up = m.header.flags.contains(LinkFlags::Up);
+                        let mut carrier = true;
+                        let mut oper_up = false;
+                        for a in &m.attributes {
+                            match a {
+                                LinkAttribute::Carrier(c) => carrier = *c != 0,
+                                LinkAttribute::OperState(State::Up | State::Unknown) => {
+                                    oper_up = true
+                                }
+                                _ => {}
+                            }
+                        }
+                        Ok(!up || !carrier || oper_up)
+                    }
+                    Ok(None) => Ok(true),
+                    Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
+                        Ok(true)
+                    }
+                    Err(e) => Err(format!("rtnetlink link get failed: {e}")),
+                }
+            })?;
+            if settled || std::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The port's state as far as plumb changes it (read fresh).
     pub fn snapshot(
         &self,

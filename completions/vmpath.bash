@@ -56,16 +56,12 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__plumb)
-            opts="-v -h -V --flow --timeout --mtu --gateway --mac --bird-socket --frr-dir --dhcp-hostsdir --apply --prune --trust --ip --tap-owner --tap-group --lock-file --audit-log --json --verbose --config --help --version"
+            opts="-v -h -V --timeout --mtu --gateway --mac --bird-socket --frr-dir --dhcp-hostsdir --apply --prune --trust --ip --tap-owner --tap-group --lock-file --audit-log --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --flow)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -288,16 +284,12 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__walk)
-            opts="-v -h -V --flow --timeout --mtu --gateway --mac --bird-socket --frr-dir --dhcp-hostsdir --json --verbose --config --help --version"
+            opts="-v -h -V --timeout --mtu --gateway --mac --bird-socket --frr-dir --dhcp-hostsdir --flow --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --flow)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -323,6 +315,10 @@ _vmpath() {
                     return 0
                     ;;
                 --dhcp-hostsdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --flow)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -34,7 +34,6 @@ complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "probe" -d 'Trace many
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "plumb" -d 'Repair one VM\'s drifted port on this hypervisor: plan, then --apply, verify, roll back'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "routers" -d 'On a gateway node: every HA router (qrouter namespace) at a glance'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "router" -d 'On a gateway node: one HA router, every check with evidence and fix'
-complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER] (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l timeout -d 'How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l mtu -d 'Expected network MTU (default: dnsmasq\'s MTU option)' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l gateway -d 'Expected gateway address on the tap, ADDR/LEN; repeat for IPv4 and IPv6 (default: dnsmasq\'s router option, the other taps\' gateway address)' -r
@@ -42,6 +41,7 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l mac -d 'The port\
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l bird-socket -d 'BIRD control socket (default: from the running bird\'s -s option)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l frr-dir -d 'FRR vty socket directory holding bgpd.vty (default: from the running bgpd\'s -N option)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l dhcp-hostsdir -d 'dnsmasq hosts dir (default: from the running dnsmasq\'s --dhcp-hostsdir)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER] (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
@@ -65,7 +65,6 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l json -d 'Print o
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s V -l version -d 'Print version'
-complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER] (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l timeout -d 'How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l mtu -d 'Expected network MTU (default: dnsmasq\'s MTU option)' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand plumb" -l gateway -d 'Expected gateway address on the tap, ADDR/LEN; repeat for IPv4 and IPv6 (default: dnsmasq\'s router option, the other taps\' gateway address)' -r

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cli::GlobalArgs;
-use crate::cmd::walk::WalkArgs;
+use crate::cmd::walk::PortArgs;
 use crate::model::{exit, Check, Status};
 use crate::output::Style;
 use crate::plumb::{self, apply::Inject, records::Trust, PlumbOptions, PlumbReport};
@@ -16,7 +16,7 @@ use crate::plumb::{self, apply::Inject, records::Trust, PlumbOptions, PlumbRepor
 #[derive(Debug, Args)]
 pub struct PlumbArgs {
     #[command(flatten)]
-    pub walk: WalkArgs,
+    pub walk: PortArgs,
     /// Make the changes (default: print the plan and change nothing)
     #[arg(long)]
     pub apply: bool,
@@ -66,7 +66,7 @@ fn test_hooks() -> Result<(Option<Inject>, Option<Duration>), String> {
 }
 
 pub fn options(g: &GlobalArgs, a: &PlumbArgs) -> Result<PlumbOptions, String> {
-    let mut walk = crate::cmd::walk::options(g, &a.walk)?;
+    let mut walk = crate::cmd::walk::options(g, &a.walk, None)?;
     walk.overrides.ips = a.ips.clone();
     let (inject, hold) = test_hooks()?;
     Ok(PlumbOptions {

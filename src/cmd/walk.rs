@@ -14,13 +14,20 @@ use crate::walk::{self, WalkOptions};
 
 #[derive(Debug, Args)]
 pub struct WalkArgs {
-    /// VM IPv4/IPv6 address, Neutron port UUID (or its 11-character prefix), tap name, or MAC
-    #[arg(value_name = "TARGET")]
-    pub target: String,
+    #[command(flatten)]
+    pub port: PortArgs,
     /// Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER]
     /// (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM
     #[arg(long, value_name = "FLOW")]
     pub flow: Option<String>,
+}
+
+/// The port and where to read its host state: shared by `walk` and `plumb`.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// VM IPv4/IPv6 address, Neutron port UUID (or its 11-character prefix), tap name, or MAC
+    #[arg(value_name = "TARGET")]
+    pub target: String,
     /// How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
@@ -50,8 +57,8 @@ fn usage(msg: &str) -> u8 {
     exit::USAGE
 }
 
-/// Build the checked options from flags and the config file.
-pub fn options(g: &GlobalArgs, a: &WalkArgs) -> Result<WalkOptions, String> {
+/// Build the checked options from flags and the config file; `flow` is walk's `--flow`.
+pub fn options(g: &GlobalArgs, a: &PortArgs, flow: Option<&str>) -> Result<WalkOptions, String> {
     let cfg = Config::load(g.config.as_deref())?;
     let target = Target::parse(&a.target)?;
     let timeout = config::parse_duration(
@@ -81,12 +88,12 @@ pub fn options(g: &GlobalArgs, a: &WalkArgs) -> Result<WalkOptions, String> {
             return Err(format!("invalid MTU {m}: 68..65535"));
         }
     }
-    if let Some(f) = &a.flow {
+    if let Some(f) = flow {
         crate::check::sg::parse_flow(f).map_err(|e| format!("invalid --flow: {e}"))?;
     }
     Ok(WalkOptions {
         target,
-        flow: a.flow.clone(),
+        flow: flow.map(str::to_string),
         timeout,
         overrides: Overrides {
             mtu: a.mtu.or(cfg.mtu),
@@ -123,7 +130,7 @@ the routing daemons' control sockets is privileged. Run it with sudo."
 }
 
 pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> u8 {
-    let opts = match options(g, a) {
+    let opts = match options(g, &a.port, a.flow.as_deref()) {
         Ok(o) => o,
         Err(e) => return usage(&e),
     };

@@ -99,7 +99,7 @@ Exit codes:
 
 fn walk_long_help() -> String {
     format!(
-        "{}\nOn a gateway node, TARGET may also be a router id, or a tenant address that is not a \
+        "{}\nOn a gateway node, TARGET may also be a router id (whole, or its first 11 characters), or a tenant address that is not a \
 port on the node: vmpath then runs `vmpath router ID` for that router (see `vmpath router --help`).\n\n\
 {EXIT_CODES_HELP}",
         crate::check::catalogue_help()

@@ -151,6 +151,45 @@ fn ha_confs_of(kas: &[Keepalived]) -> Option<PathBuf> {
     })
 }
 
+/// Why a router id names no single namespace.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Select {
+    None(String),
+    /// The id given and the router ids it starts (at most 5 shown).
+    Ambiguous(String, Vec<String>),
+}
+
+/// The qrouter namespace a router id names: the whole id (with or without `qrouter-`), or a prefix
+/// of one id (as operators copy the first 8 characters from a listing). Pure.
+pub fn select_router(names: &[&str], id: &str) -> Result<String, Select> {
+    let id = id
+        .trim()
+        .trim_start_matches("qrouter-")
+        .to_ascii_lowercase();
+    let want = format!("qrouter-{id}");
+    if names.contains(&want.as_str()) {
+        return Ok(want);
+    }
+    let mut hits: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !id.is_empty() && n.starts_with(&want))
+        .collect();
+    hits.sort_unstable();
+    match hits.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err(Select::None(id)),
+        many => Err(Select::Ambiguous(
+            id,
+            many.iter()
+                .take(5)
+                .map(|n| n.trim_start_matches("qrouter-").to_string())
+                .chain((many.len() > 5).then(|| format!("… {} in all", many.len())))
+                .collect(),
+        )),
+    }
+}
+
 pub fn run(opts: &Options) -> Result<RoutersReport, String> {
     let start = Instant::now();
     let entries = nsscan::list(&opts.netns_dir, &["qrouter-", "qdhcp-"]).map_err(|e| {
@@ -161,13 +200,18 @@ pub fn run(opts: &Options) -> Result<RoutersReport, String> {
     })?;
     let mut entries: Vec<NsEntry> = entries;
     if let Some(id) = &opts.only {
-        entries.retain(|e| e.name == format!("qrouter-{id}"));
-        if entries.is_empty() {
-            return Err(format!(
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        let name = select_router(&names, id).map_err(|e| match e {
+            Select::None(id) => format!(
                 "no namespace qrouter-{id} in {}: is the router scheduled on this node? (`openstack network agent list --router {id}`)",
                 opts.netns_dir.display()
-            ));
-        }
+            ),
+            Select::Ambiguous(id, of) => format!(
+                "router id {id} is ambiguous on this node: {}; give more of the id",
+                of.join(", ")
+            ),
+        })?;
+        entries.retain(|e| e.name == name);
     }
     let inode_of: HashMap<String, u64> = entries
         .iter()
@@ -696,5 +740,37 @@ fn peer_check(id: &str, mine: &Views, peer: &PeerDoc) -> Check {
             .evidences(ev)
             .fix("check keepalived on both gateways and the ha- ports (`openstack port list --device-owner network:router_ha_interface`)"),
         _ => Check::ok("router.peer", format!("exactly one primary ({})", if here { "here" } else { host.as_str() })).evidences(ev),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_router_is_named_by_its_id_or_a_unique_prefix() {
+        let names = [
+            "qrouter-6a1d4f2e-8b3c-4d5e-9f60-7a8b9c0d1e21",
+            "qrouter-6a1d9999-0000-4d5e-9f60-7a8b9c0d1e22",
+            "qdhcp-6a1d4f2e-0000-4d5e-9f60-7a8b9c0d1e23",
+        ];
+        let full = "qrouter-6a1d4f2e-8b3c-4d5e-9f60-7a8b9c0d1e21";
+        assert_eq!(select_router(&names, &full[8..]).as_deref(), Ok(full));
+        assert_eq!(select_router(&names, full).as_deref(), Ok(full));
+        assert_eq!(select_router(&names, "6A1D4F2E").as_deref(), Ok(full));
+        match select_router(&names, "6a1d") {
+            Err(Select::Ambiguous(id, of)) => {
+                assert_eq!(id, "6a1d");
+                assert_eq!(of.len(), 2, "{of:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // qdhcp namespaces are not routers; an empty id names none
+        assert!(matches!(
+            select_router(&names, "6a1d4f2e-0000"),
+            Err(Select::None(_))
+        ));
+        assert!(matches!(select_router(&names, ""), Err(Select::None(_))));
+        assert!(matches!(select_router(&[], "6a1d"), Err(Select::None(_))));
     }
 }

@@ -1257,7 +1257,23 @@ fn routers_on_the_ha_gateways_healthy_and_faults() {
         .as_str()
         .expect("ha.router_id")
         .to_string();
-    for (h, target) in [("gwA", rid.as_str()), ("gwB", "192.0.2.11")] {
+    // Operators paste short ids: `router` takes a unique prefix, walk the 11 characters of a
+    // Neutron device name.
+    let out = Command::new(vmlab())
+        .args(["exec", "--dir"])
+        .arg(&lab.dir)
+        .args(["--host", "gwA", env!("CARGO_BIN_EXE_vmpath"), "router"])
+        .args([&rid[..8], "--no-listen", "--json"])
+        .output()
+        .expect("run vmpath router");
+    let (code, doc) = json_of(&out, "router by its first 8 characters");
+    assert_eq!(code, 0, "{:?}", routers_not_ok(&doc));
+    assert_eq!(doc["routers"][0]["router_id"], rid.as_str());
+    for (h, target) in [
+        ("gwA", rid.as_str()),
+        ("gwA", &rid[..11]),
+        ("gwB", "192.0.2.11"),
+    ] {
         let out = Command::new(vmlab())
             .args(["exec", "--dir"])
             .arg(&lab.dir)

@@ -160,8 +160,14 @@ pub fn render(out: &mut dyn Write, r: &PlumbReport, style: Style) -> std::io::Re
     for n in &r.notes {
         writeln!(out, "note: {n}")?;
     }
-    if r.actions.is_empty() {
+    if r.actions.is_empty() && r.blocked.is_empty() {
         writeln!(out, "plan: nothing to do")?;
+    } else if r.actions.is_empty() {
+        writeln!(
+            out,
+            "plan: no action plumb takes without being told ({} blocked, below)",
+            r.blocked.len()
+        )?;
     } else {
         writeln!(out, "plan: {} action(s)", r.actions.len())?;
         for (i, a) in r.actions.iter().enumerate() {

@@ -54,7 +54,8 @@ pub struct RoutersArgs {
 
 #[derive(Debug, Args)]
 pub struct RouterArgs {
-    /// The router's UUID (its namespace is qrouter-<UUID>)
+    /// The router's UUID (its namespace is qrouter-<UUID>), or the start of it that names one
+    /// router on this node (6a1d4f2e)
     #[arg(value_name = "ROUTER_ID")]
     pub router_id: String,
     #[command(flatten)]
@@ -131,15 +132,22 @@ pub fn walk_on_gateway(g: &GlobalArgs, target: &crate::target::Target) -> Option
     {
         a.timeout = t;
     }
-    let has_routers = std::fs::read_dir(&a.netns_dir)
+    let routers: Vec<String> = std::fs::read_dir(&a.netns_dir)
         .ok()?
         .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with("qrouter-"));
-    if !has_routers || !privileged() {
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("qrouter-"))
+        .collect();
+    if routers.is_empty() || !privileged() {
         return None;
     }
+    let names: Vec<&str> = routers.iter().map(String::as_str).collect();
     let id = match target {
-        Target::PortId(id) if a.netns_dir.join(format!("qrouter-{id}")).exists() => id.clone(),
+        Target::PortId(id) | Target::PortPrefix(id)
+            if crate::routers::select_router(&names, id).is_ok() =>
+        {
+            id.clone()
+        }
         Target::Ip(ip) => {
             // Which router's tenant prefix holds the address: a quick local read of every router.
             let mut quick = options(g, &a, None).ok()?;
@@ -263,49 +271,49 @@ fn render_all(out: &mut dyn Write, r: &RoutersReport, style: Style) -> std::io::
         }
         writeln!(out, "{t}")?;
     } else {
-        writeln!(out, "{}", header.join("\t"))?;
+        // Plain aligned columns for pipes and logs (scripts use --json).
+        let widths: Vec<usize> = (0..header.len())
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([header[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: Vec<&str>| {
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        };
+        writeln!(out, "{}", line(header.to_vec()))?;
         for row in &rows {
-            writeln!(out, "{}", row.join("\t"))?;
+            writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
         }
     }
     for x in &r.routers {
-        for c in x
+        let bad: Vec<crate::model::Check> = x
             .checks
             .iter()
             .filter(|c| c.status != crate::model::Status::Ok)
-        {
-            writeln!(
-                out,
-                "{} {}: {} {}",
-                x.router_id,
-                c.id,
-                c.status.as_str().to_uppercase(),
-                c.summary
-            )?;
-            if let Some(f) = &c.fix {
-                writeln!(out, "    fix: {f}")?;
-            }
+            .cloned()
+            .collect();
+        if !bad.is_empty() {
+            writeln!(out, "\nrouter {} ({}):", x.router_id, x.verdict.as_str())?;
+            output::render_checks(out, &bad, style)?;
         }
     }
-    for c in &r.host_checks {
-        writeln!(
-            out,
-            "{} {}: {} {}",
-            c.subject.as_deref().unwrap_or("host"),
-            c.id,
-            c.status.as_str().to_uppercase(),
-            c.summary
-        )?;
-        for e in c
-            .evidence
-            .iter()
-            .filter(|_| c.status != crate::model::Status::Ok || style.verbose)
-        {
-            writeln!(out, "    seen: {e}")?;
-        }
-        if let (Some(f), true) = (&c.fix, c.status != crate::model::Status::Ok) {
-            writeln!(out, "    fix: {f}")?;
-        }
+    if !r.host_checks.is_empty() {
+        writeln!(out, "\nnode {}:", r.host)?;
+        output::render_checks(out, &r.host_checks, style)?;
+    }
+    if !r.dhcp.is_empty() {
+        writeln!(out)?;
     }
     for d in &r.dhcp {
         let ifs = if d.interfaces.is_empty() {

@@ -139,7 +139,7 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> u8 {
         return exit::UNKNOWN;
     }
     // On a gateway node a router id names its qrouter namespace: the router's walk.
-    if matches!(opts.target, Target::PortId(_)) {
+    if matches!(opts.target, Target::PortId(_) | Target::PortPrefix(_)) {
         if let Some(code) = crate::cmd::routers::walk_on_gateway(g, &opts.target) {
             return code;
         }

@@ -345,7 +345,7 @@ mod tests {
     const MAC: Option<&str> = Some("fa:16:3e:00:00:01");
 
     fn vm() -> IpAddr {
-        "198.51.100.11".parse().unwrap()
+        "198.51.100.11".parse().expect("test fixture")
     }
 
     fn ipt(save: &str) -> FirewallFacts {
@@ -373,8 +373,8 @@ mod tests {
 
     fn host() -> Vec<IpAddr> {
         vec![
-            "198.51.100.1".parse().unwrap(),
-            "203.0.113.1".parse().unwrap(),
+            "198.51.100.1".parse().expect("test fixture"),
+            "203.0.113.1".parse().expect("test fixture"),
         ]
     }
 
@@ -415,8 +415,8 @@ mod tests {
             "REDIRECT to :9697 but nothing listens on 9697 — start the metadata proxy"
         );
         // A listener on loopback only is not reached by REDIRECT.
-        let mut l = proxy().unwrap();
-        l[0].addr = "127.0.0.1".parse().unwrap();
+        let mut l = proxy().expect("test fixture");
+        l[0].addr = "127.0.0.1".parse().expect("test fixture");
         let c = check_metadata(&fw, &Ok(l), &host(), TAP, vm(), MAC);
         assert_eq!(c.status, Status::Fail);
         assert!(c.evidence.iter().any(|e| e.contains("127.0.0.1:9697 only")));
@@ -441,11 +441,11 @@ mod tests {
                 "nothing would answer: no NAT rule and 169.254.169.254 is not local"
             );
             let mut local = host();
-            local.push("169.254.169.254".parse().unwrap());
+            local.push("169.254.169.254".parse().expect("test fixture"));
             let c = check_metadata(&fw, &proxy(), &local, TAP, vm(), MAC);
             assert_eq!(c.status, Status::Fail, "nothing on port 80: {c:#?}");
             assert!(c.summary.contains("nothing listens on 80"));
-            let mut l = proxy().unwrap();
+            let mut l = proxy().expect("test fixture");
             l[0].port = 80;
             let c = check_metadata(&fw, &Ok(l), &local, TAP, vm(), MAC);
             assert_eq!(c.status, Status::Ok, "{c:#?}");
@@ -465,7 +465,7 @@ mod tests {
             .summary
             .starts_with("169.254.169.254:80 → DNAT 192.0.2.5:8775: not an address of this host"));
         let mut local = host();
-        local.push("192.0.2.5".parse().unwrap());
+        local.push("192.0.2.5".parse().expect("test fixture"));
         let c = check_metadata(&ipt(dnat), &proxy(), &local, TAP, vm(), MAC);
         assert_eq!(c.status, Status::Fail, "{c:#?}");
         assert!(c.summary.contains("nothing listens on 8775"));

@@ -685,20 +685,20 @@ mod tests {
         if primary {
             addrs.push(Addr {
                 index: 1,
-                addr: "169.254.0.1".parse().unwrap(),
+                addr: "169.254.0.1".parse().expect("test fixture"),
                 prefix_len: 24,
                 noprefixroute: false,
                 scope: 0,
             });
             addrs.push(Addr {
                 index: 2,
-                addr: "192.0.2.1".parse().unwrap(),
+                addr: "192.0.2.1".parse().expect("test fixture"),
                 prefix_len: 24,
                 noprefixroute: false,
                 scope: 0,
             });
             routes.push(Route {
-                dst: "0.0.0.0".parse().unwrap(),
+                dst: "0.0.0.0".parse().expect("test fixture"),
                 prefix_len: 0,
                 table: 254,
                 kind: "unicast".into(),
@@ -706,7 +706,7 @@ mod tests {
                 scope: "universe".into(),
                 nexthops: vec![NextHop {
                     oif: Some(3),
-                    gateway: Some("203.0.113.1".parse().unwrap()),
+                    gateway: Some("203.0.113.1".parse().expect("test fixture")),
                 }],
             });
         }
@@ -729,7 +729,7 @@ mod tests {
         count: Option<u64>,
         reported: Option<&str>,
     ) -> Vec<Check> {
-        let inst = parse_conf(CONF).unwrap();
+        let inst = parse_conf(CONF).expect("test fixture");
         let ka = Keepalived {
             pid: 10,
             conf: None,
@@ -796,7 +796,7 @@ mod tests {
         let mut n = net(false);
         n.addrs.push(Addr {
             index: 2,
-            addr: "192.0.2.1".parse().unwrap(),
+            addr: "192.0.2.1".parse().expect("test fixture"),
             prefix_len: 24,
             noprefixroute: false,
             scope: 0,
@@ -821,7 +821,10 @@ mod tests {
         ] {
             let c = run_r(&net(primary), true, st, Some(1), Some(said));
             assert_eq!(status(&c, "router.vrrp"), Status::Fail, "{said}: {c:#?}");
-            let v = c.iter().find(|x| x.id == "router.vrrp").unwrap();
+            let v = c
+                .iter()
+                .find(|x| x.id == "router.vrrp")
+                .expect("test fixture");
             assert!(v.evidence.iter().any(|e| e.contains(said)), "{v:#?}");
         }
         assert_eq!(

@@ -1094,7 +1094,7 @@ mod tests {
         SgPort::new(
             TAP,
             PORT,
-            &["198.51.100.11".parse().unwrap()],
+            &["198.51.100.11".parse().expect("test fixture")],
             Some("FA:16:3E:00:00:01"),
         )
     }
@@ -1186,27 +1186,30 @@ mod tests {
     }
 
     fn flow(fw: &FirewallFacts, f: &str) -> Check {
-        let mut v = check_flow(fw, &port(), &parse_flow(f).unwrap());
+        let mut v = check_flow(fw, &port(), &parse_flow(f).expect("test fixture"));
         assert_eq!(v.len(), 1);
         v.remove(0)
     }
 
     #[test]
     fn flow_syntax() {
-        let f = parse_flow("tcp/22").unwrap();
+        let f = parse_flow("tcp/22").expect("test fixture");
         assert_eq!(
             (f.dir, f.proto, f.port, f.peer),
             (Direction::ToVm, FlowProto::Tcp, Some(22), None)
         );
-        let f = parse_flow("out:udp/53@192.0.2.53").unwrap();
+        let f = parse_flow("out:udp/53@192.0.2.53").expect("test fixture");
         assert_eq!(f.dir, Direction::FromVm);
-        assert_eq!(f.peer, Some("192.0.2.53".parse().unwrap()));
+        assert_eq!(f.peer, Some("192.0.2.53".parse().expect("test fixture")));
         assert_eq!(f.to_string(), "out:udp/53@192.0.2.53");
-        assert_eq!(parse_flow("in:ICMP").unwrap().proto, FlowProto::Icmp);
+        assert_eq!(
+            parse_flow("in:ICMP").expect("test fixture").proto,
+            FlowProto::Icmp
+        );
         assert!(parse_flow("tcp/[2001:db8::1]").is_err());
         assert_eq!(
-            parse_flow("tcp/22@2001:db8::1").unwrap().peer,
-            Some("2001:db8::1".parse().unwrap())
+            parse_flow("tcp/22@2001:db8::1").expect("test fixture").peer,
+            Some("2001:db8::1".parse().expect("test fixture"))
         );
         for bad in [
             "tcp",
@@ -1284,7 +1287,7 @@ mod tests {
             assert!(
                 c.fix
                     .as_deref()
-                    .unwrap()
+                    .expect("test fixture")
                     .contains("--ingress --protocol tcp --dst-port 80"),
                 "{m}"
             );
@@ -1292,7 +1295,10 @@ mod tests {
             assert_eq!(flow(&fw, "out:udp/53").status, Status::Ok, "{m}");
             let c = flow(&fw, "out:udp/123");
             assert_eq!(c.status, Status::Fail, "{m}");
-            assert!(c.fix.as_deref().unwrap().contains("--egress"), "{m}");
+            assert!(
+                c.fix.as_deref().expect("test fixture").contains("--egress"),
+                "{m}"
+            );
         }
     }
 
@@ -1341,7 +1347,7 @@ mod tests {
                 "{m}: {}",
                 c.summary
             );
-            let fix = c.fix.unwrap();
+            let fix = c.fix.expect("test fixture");
             if m == "nft" {
                 assert!(
                     fix.contains("nft delete rule inet vmsg tw-tap3f1c2a4e-5b handle 37"),
@@ -1361,7 +1367,10 @@ mod tests {
             let c = flow(&fw, "tcp/22");
             assert_eq!(c.status, Status::Fail, "{m}");
             assert!(c.summary.contains("dport 22"), "{m}: {}", c.summary);
-            assert!(c.fix.unwrap().contains("not a security-group default"));
+            assert!(c
+                .fix
+                .expect("test fixture")
+                .contains("not a security-group default"));
             assert_eq!(flow(&fw, "icmp").status, Status::Ok, "{m}");
         }
     }
@@ -1384,7 +1393,10 @@ mod tests {
             assert_eq!(check_chains(&fw, &port()).status, Status::Ok, "{m}");
         }
         let (_, fw) = fixtures("set").remove(0);
-        assert!(flow(&fw, "tcp/80").fix.unwrap().contains("ipset list"));
+        assert!(flow(&fw, "tcp/80")
+            .fix
+            .expect("test fixture")
+            .contains("ipset list"));
         // With the peer given, the nft named set decides.
         let (_, fw) = fixtures("set").remove(2);
         assert_eq!(flow(&fw, "tcp/80@203.0.113.10").status, Status::Ok);
@@ -1401,7 +1413,7 @@ mod tests {
                 "{m}: {}",
                 c.summary
             );
-            let fix = c.fix.unwrap();
+            let fix = c.fix.expect("test fixture");
             if m != "nft" {
                 assert!(fix.contains("neutron-l2iso-* chains"), "{fix}");
             } else {
@@ -1446,7 +1458,7 @@ mod tests {
         let other = SgPort::new(
             "tap9a8b7c6d-1e",
             "9a8b7c6d-1e2f",
-            &["198.51.100.12".parse().unwrap()],
+            &["198.51.100.12".parse().expect("test fixture")],
             None,
         );
         for (m, fw) in fixtures("unhooked").into_iter().chain(fixtures("nochains")) {
@@ -1461,7 +1473,10 @@ mod tests {
         );
         let c = check_chains(&fw, &port());
         assert_eq!(c.status, Status::Warn);
-        assert!(c.fix.unwrap().contains("port_security_enabled"));
+        assert!(c
+            .fix
+            .expect("test fixture")
+            .contains("port_security_enabled"));
         assert_eq!(check_drops(&fw, &port()).status, Status::Ok);
         assert_eq!(flow(&fw, "tcp/80").status, Status::Ok);
         let fw = FirewallFacts::from_outputs(
@@ -1473,7 +1488,11 @@ mod tests {
             )],
             Some((SourceReport::named("nft -j list ruleset"), Err("nft not found in PATH".into()))),
         );
-        for c in checks(&fw, &port(), Some(&parse_flow("tcp/22").unwrap())) {
+        for c in checks(
+            &fw,
+            &port(),
+            Some(&parse_flow("tcp/22").expect("test fixture")),
+        ) {
             assert_eq!(c.status, Status::Unknown, "{c:#?}");
             assert!(
                 c.evidence.iter().any(|e| e.contains("you must be root")),

@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn port_lists() {
         assert_eq!(
-            parse_ports("33000-33002,40000").unwrap(),
+            parse_ports("33000-33002,40000").expect("test fixture"),
             vec![33000, 33001, 33002, 40000]
         );
         assert!(parse_ports("0").is_err());

@@ -805,20 +805,26 @@ mod tests {
 
     #[test]
     fn nets_and_ports() {
-        let n = Net::parse("198.51.100.0/24").unwrap();
-        assert!(n.contains(&"198.51.100.11".parse().unwrap()));
-        assert!(!n.contains(&"198.51.101.11".parse().unwrap()));
-        assert!(!n.contains(&"2001:db8::1".parse().unwrap()));
+        let n = Net::parse("198.51.100.0/24").expect("test fixture");
+        assert!(n.contains(&"198.51.100.11".parse().expect("test fixture")));
+        assert!(!n.contains(&"198.51.101.11".parse().expect("test fixture")));
+        assert!(!n.contains(&"2001:db8::1".parse().expect("test fixture")));
         assert_eq!(
-            Net::parse("192.0.2.0/255.255.255.0").unwrap(),
-            Net::parse("192.0.2.0/24").unwrap()
+            Net::parse("192.0.2.0/255.255.255.0").expect("test fixture"),
+            Net::parse("192.0.2.0/24").expect("test fixture")
         );
-        assert_eq!(Net::parse("2001:db8::1").unwrap().len, 128);
-        assert!(Net::parse("0.0.0.0/0").unwrap().is_any());
+        assert_eq!(Net::parse("2001:db8::1").expect("test fixture").len, 128);
+        assert!(Net::parse("0.0.0.0/0").expect("test fixture").is_any());
         assert!(Net::parse("192.0.2.0/33").is_none());
-        assert_eq!(PortRange::parse("1024:65535").unwrap().lo, 1024);
-        assert_eq!(PortRange::parse("9697").unwrap(), PortRange::one(9697));
-        assert_eq!(PortRange::parse("80-90").unwrap().hi, 90);
+        assert_eq!(
+            PortRange::parse("1024:65535").expect("test fixture").lo,
+            1024
+        );
+        assert_eq!(
+            PortRange::parse("9697").expect("test fixture"),
+            PortRange::one(9697)
+        );
+        assert_eq!(PortRange::parse("80-90").expect("test fixture").hi, 90);
     }
 
     #[test]
@@ -936,7 +942,7 @@ mod tests {
             ],
             COMMAND_TIMEOUT,
         );
-        let out = r.unwrap();
+        let out = r.expect("test fixture");
         assert_eq!(out.lines().count(), 100000);
     }
 }

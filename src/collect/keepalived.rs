@@ -628,7 +628,7 @@ vrrp_instance VR_1 {
             }
         }
         assert_eq!(
-            parse_conf("vrrp_instance X { virtual_router_id 300 }").unwrap()[0].vrid,
+            parse_conf("vrrp_instance X { virtual_router_id 300 }").expect("test fixture")[0].vrid,
             None
         );
     }

@@ -464,10 +464,18 @@ mod tests {
 
     #[test]
     fn sock_diag_and_proc_agree() {
-        let _sock = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _sock = std::net::TcpListener::bind("127.0.0.1:0").expect("test fixture");
         let key = |l: &Listener| (l.addr, l.port, l.inode, l.uid);
-        let mut a: Vec<_> = sock_diag_listeners().unwrap().iter().map(key).collect();
-        let mut b: Vec<_> = proc_listeners().unwrap().iter().map(key).collect();
+        let mut a: Vec<_> = sock_diag_listeners()
+            .expect("test fixture")
+            .iter()
+            .map(key)
+            .collect();
+        let mut b: Vec<_> = proc_listeners()
+            .expect("test fixture")
+            .iter()
+            .map(key)
+            .collect();
         a.sort();
         b.sort();
         assert_eq!(a, b);
@@ -476,9 +484,9 @@ mod tests {
 
     #[test]
     fn owner_of_our_own_listener_is_found() {
-        let sock = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let all = collect_for_ports(Some(&[port])).unwrap();
+        let sock = std::net::TcpListener::bind("127.0.0.1:0").expect("test fixture");
+        let port = sock.local_addr().expect("test fixture").port();
+        let all = collect_for_ports(Some(&[port])).expect("test fixture");
         let me = all
             .iter()
             .find(|l| l.port == port)

@@ -1233,8 +1233,8 @@ mod record_route_tests {
     #[test]
     fn record_route_is_inserted_and_read_back() {
         let p = Probe {
-            src: "198.18.20.10".parse().unwrap(),
-            dst: "198.18.30.10".parse().unwrap(),
+            src: "198.18.20.10".parse().expect("test fixture"),
+            dst: "198.18.30.10".parse().expect("test fixture"),
             sport: 33000,
             dport: 8080,
             ttl: 16,
@@ -1242,11 +1242,11 @@ mod record_route_tests {
             ip_id: 9,
             flow_label: 0,
         };
-        let syn = build_syn(&p).unwrap();
-        let rr = with_record_route(&syn).unwrap();
+        let syn = build_syn(&p).expect("test fixture");
+        let rr = with_record_route(&syn).expect("test fixture");
         assert_eq!(rr.len(), syn.len() + 40);
         assert_eq!(rr[0], 0x4f);
-        let ip = pnet_packet::ipv4::Ipv4Packet::new(&rr).unwrap();
+        let ip = pnet_packet::ipv4::Ipv4Packet::new(&rr).expect("test fixture");
         assert_eq!(ipv4::checksum(&ip), ip.get_checksum());
         assert_eq!(record_route(&rr), Some(vec![]));
         // The TCP segment is untouched (its checksum does not cover IP options).

@@ -417,7 +417,7 @@ mod tests {
     fn hop(ttl: u8, a: Option<&str>) -> Hop {
         Hop {
             ttl,
-            address: a.map(|s| s.parse().unwrap()),
+            address: a.map(|s| s.parse().expect("test fixture")),
             rtt_ms: Some(0.1),
             note: None,
         }
@@ -457,11 +457,11 @@ mod tests {
             flow(33002, Outcome::Silent, "198.18.22.2"),
             flow(33003, Outcome::Open, "198.18.21.2"),
         ];
-        let s = summarise(&flows, "198.18.30.10".parse().unwrap(), 8080);
+        let s = summarise(&flows, "198.18.30.10".parse().expect("test fixture"), 8080);
         assert_eq!((s.failing, s.reached), (2, 2));
         let d = s.divergence.as_ref().expect("split");
         assert_eq!(d.hop, 2);
-        assert_eq!(d.after, Some("198.18.20.1".parse().unwrap()));
+        assert_eq!(d.after, Some("198.18.20.1".parse().expect("test fixture")));
         assert_eq!(d.branches.len(), 2);
         assert_eq!(s.failing_last_hops.len(), 1);
         assert_eq!(s.failing_last_hops[0].sports, vec![33001, 33002]);
@@ -485,7 +485,7 @@ mod tests {
             flow(1, Outcome::Open, "198.18.21.2"),
             flow(2, Outcome::Closed, "198.18.21.2"),
         ];
-        let s = summarise(&flows, "198.18.30.10".parse().unwrap(), 80);
+        let s = summarise(&flows, "198.18.30.10".parse().expect("test fixture"), 80);
         assert!(s.lines[0].starts_with("all 2 flows reach"), "{:?}", s.lines);
         assert!(s.divergence.is_none());
         assert_eq!(ports(&[1, 2, 3, 5, 7, 8]), "1-3,5,7,8");

@@ -244,15 +244,15 @@ mod tests {
     #[test]
     fn request_carries_the_five_tuple() {
         let r = build_request(
-            "198.18.20.2".parse().unwrap(),
-            "198.18.30.10".parse().unwrap(),
+            "198.18.20.2".parse().expect("test fixture"),
+            "198.18.30.10".parse().expect("test fixture"),
             33000,
             8080,
             0,
             7,
         );
         assert_eq!(
-            u32::from_ne_bytes(r[0..4].try_into().unwrap()) as usize,
+            u32::from_ne_bytes(r[0..4].try_into().expect("test fixture")) as usize,
             r.len()
         );
         // sport attribute: len 6, type 28, value big-endian.
@@ -280,8 +280,8 @@ mod tests {
             return;
         };
         match r.lookup(
-            "127.0.0.1".parse().unwrap(),
-            "127.0.0.1".parse().unwrap(),
+            "127.0.0.1".parse().expect("test fixture"),
+            "127.0.0.1".parse().expect("test fixture"),
             1,
             2,
             0,

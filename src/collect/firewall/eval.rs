@@ -558,15 +558,15 @@ mod tests {
             "legacy-healthy" => include_str!("../../../tests/fixtures/fw/legacy-healthy.save"),
             "nft-healthy" => {
                 return nft::parse_json(include_str!("../../../tests/fixtures/fw/nft-healthy.json"))
-                    .unwrap()
+                    .expect("test fixture")
             }
             "nft-drop22" => {
                 return nft::parse_json(include_str!("../../../tests/fixtures/fw/nft-drop22.json"))
-                    .unwrap()
+                    .expect("test fixture")
             }
             "nft-set" => {
                 return nft::parse_json(include_str!("../../../tests/fixtures/fw/nft-set.json"))
-                    .unwrap()
+                    .expect("test fixture")
             }
             _ => panic!("no fixture {name}"),
         };
@@ -579,7 +579,7 @@ mod tests {
             in_iface: Iface::Uplink,
             out_iface: Iface::Name(TAP.into()),
             src: None,
-            dst: Some(VM.parse().unwrap()),
+            dst: Some(VM.parse().expect("test fixture")),
             proto,
             sport: None,
             dport,
@@ -593,7 +593,7 @@ mod tests {
         Packet {
             in_iface: Iface::Name(TAP.into()),
             out_iface: Iface::Uplink,
-            src: Some(VM.parse().unwrap()),
+            src: Some(VM.parse().expect("test fixture")),
             dst: None,
             src_mac: Some(MAC.into()),
             ..to_vm(proto, dport)
@@ -612,7 +612,7 @@ mod tests {
             assert_eq!(e.verdict, Verdict::Accept, "{f} tcp/22: {e:?}");
             let e = fwd(&ts, &to_vm(proto::TCP, Some(80)));
             assert_eq!(e.verdict, Verdict::Drop, "{f} tcp/80: {e:?}");
-            let by = e.by.unwrap();
+            let by = e.by.expect("test fixture");
             assert!(
                 by.chain.ends_with("sg-fallback") || by.rule.contains("sg-fallback"),
                 "{by}"
@@ -646,7 +646,7 @@ mod tests {
             "[2:120] -A neutron-l2iso-i3f1c2a4e-5 -p tcp -m tcp --dport 22 -j RETURN"
         );
         assert_eq!(
-            e.by.unwrap().rule,
+            e.by.expect("test fixture").rule,
             "[26:1558] -A neutron-l2iso-sg-chain -j ACCEPT"
         );
         // Falling through every chain: nothing decided.
@@ -670,10 +670,13 @@ mod tests {
     fn spoofed_source_is_dropped_by_the_s_chain() {
         let ts = fx("ipt-healthy");
         let mut p = from_vm(proto::TCP, Some(443));
-        p.src = Some("198.51.100.99".parse().unwrap());
+        p.src = Some("198.51.100.99".parse().expect("test fixture"));
         let e = fwd(&ts, &p);
         assert_eq!(e.verdict, Verdict::Drop);
-        assert_eq!(e.by.unwrap().chain, "neutron-l2iso-s3f1c2a4e-5");
+        assert_eq!(
+            e.by.expect("test fixture").chain,
+            "neutron-l2iso-s3f1c2a4e-5"
+        );
         let mut p = from_vm(proto::TCP, Some(443));
         p.src_mac = Some("fa:16:3e:99:99:99".into());
         assert_eq!(fwd(&fx("nft-healthy"), &p).verdict, Verdict::Drop);
@@ -684,12 +687,12 @@ mod tests {
         for f in ["ipt-drop22", "nft-drop22"] {
             let e = fwd(&fx(f), &to_vm(proto::TCP, Some(22)));
             assert_eq!(e.verdict, Verdict::Drop);
-            let by = e.by.unwrap();
+            let by = e.by.expect("test fixture");
             assert!(
                 by.rule.contains("22") && by.rule.to_lowercase().contains("drop"),
                 "{f}: {by}"
             );
-            assert_eq!(by.counters.unwrap().packets, 4);
+            assert_eq!(by.counters.expect("test fixture").packets, 4);
         }
     }
 
@@ -699,7 +702,7 @@ mod tests {
             let ts = fx(f);
             let e = fwd(&ts, &to_vm(proto::TCP, Some(80)));
             assert_eq!(e.verdict, Verdict::Undetermined, "{f}: {e:?}");
-            let by = e.by.unwrap();
+            let by = e.by.expect("test fixture");
             assert!(
                 by.rule.contains("set") || by.rule.contains("@rg_web"),
                 "{f}: {by}"
@@ -724,14 +727,14 @@ mod tests {
             );
             // With the peer given, nft resolves its named set; -m set stays undecidable.
             let mut p = to_vm(proto::TCP, Some(80));
-            p.src = Some("203.0.113.10".parse().unwrap());
+            p.src = Some("203.0.113.10".parse().expect("test fixture"));
             let want = if f == "nft-set" {
                 Verdict::Accept
             } else {
                 Verdict::Undetermined
             };
             assert_eq!(fwd(&ts, &p).verdict, want, "{f}");
-            p.src = Some("192.0.2.7".parse().unwrap());
+            p.src = Some("192.0.2.7".parse().expect("test fixture"));
             let want = if f == "nft-set" {
                 Verdict::Drop
             } else {
@@ -746,7 +749,7 @@ mod tests {
         for f in ["ipt-healthy", "nft-healthy"] {
             let ts = fx(f);
             let p = Packet {
-                dst: Some("169.254.169.254".parse().unwrap()),
+                dst: Some("169.254.169.254".parse().expect("test fixture")),
                 dport: Some(80),
                 ..from_vm(proto::TCP, Some(80))
             };
@@ -757,7 +760,7 @@ mod tests {
                 "{f}: {e:?}"
             );
             let p = Packet {
-                dst: Some("192.0.2.1".parse().unwrap()),
+                dst: Some("192.0.2.1".parse().expect("test fixture")),
                 ..p
             };
             let e = evaluate(&ts, &["prerouting"], ChainKind::Nat, &p);
@@ -779,7 +782,7 @@ mod tests {
         // Falling off a DROP-policy chain.
         let e = fwd(&mini("-A FORWARD -p udp -j ACCEPT\n"), &p);
         assert_eq!(e.verdict, Verdict::Drop);
-        assert_eq!(e.by.unwrap().rule, "policy drop");
+        assert_eq!(e.by.expect("test fixture").rule, "policy drop");
         // goto: RETURN in the goto'd chain returns past the caller.
         let ts = mini("-A FORWARD -g a\n-A FORWARD -j ACCEPT\n-A a -j RETURN\n");
         assert_eq!(fwd(&ts, &p).verdict, Verdict::Drop);
@@ -800,23 +803,26 @@ mod tests {
         assert_eq!(e.verdict, Verdict::Undetermined);
         assert!(e
             .reason
-            .unwrap()
+            .expect("test fixture")
             .contains("remote source address was not given"));
         // Unknown uplink names fork; tap-only patterns do not.
         let ts = mini("-A FORWARD -i tap+ -j ACCEPT\n-A FORWARD -i eth0 -j ACCEPT\n");
         let e = fwd(&ts, &p);
         assert_eq!(e.verdict, Verdict::Undetermined);
-        assert!(e.by.unwrap().rule.contains("-i eth0"));
+        assert!(e.by.expect("test fixture").rule.contains("-i eth0"));
         // Jump to a missing chain.
         let ts = mini("-A FORWARD -j nowhere\n");
         let e = fwd(&ts, &p);
         assert_eq!(e.verdict, Verdict::Undetermined);
-        assert!(e.reason.unwrap().contains("`nowhere` is not modelled"));
+        assert!(e
+            .reason
+            .expect("test fixture")
+            .contains("`nowhere` is not modelled"));
         // A loop is cut.
         let ts = mini("-A FORWARD -j a\n-A a -j b\n-A b -j a\n");
         let e = fwd(&ts, &p);
         assert_eq!(e.verdict, Verdict::Undetermined);
-        assert!(e.reason.unwrap().contains("loop"));
+        assert!(e.reason.expect("test fixture").contains("loop"));
     }
 
     #[test]
@@ -835,7 +841,7 @@ mod tests {
         assert!(t.elapsed() < std::time::Duration::from_millis(200));
         let e = fwd(&mini(&rules), &to_vm(proto::TCP, Some(80)));
         assert_eq!(e.verdict, Verdict::Drop);
-        assert_eq!(e.by.unwrap().rule, "policy drop");
+        assert_eq!(e.by.expect("test fixture").rule, "policy drop");
     }
 
     #[test]
@@ -847,14 +853,14 @@ mod tests {
           {"chain":{"family":"ip","table":"b","name":"late","handle":1,"type":"filter","hook":"forward","prio":10,"policy":"accept"}},
           {"rule":{"family":"ip","table":"b","chain":"late","handle":2,"expr":[
             {"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":22}},{"counter":{"packets":1,"bytes":2}},{"drop":null}]}}]}"#;
-        let ts = nft::parse_json(j).unwrap();
+        let ts = nft::parse_json(j).expect("test fixture");
         let e = fwd(&ts, &to_vm(proto::TCP, Some(22)));
         assert_eq!(e.verdict, Verdict::Drop);
-        assert_eq!(e.by.unwrap().table, "nft ip b");
+        assert_eq!(e.by.expect("test fixture").table, "nft ip b");
         // IPv6 packets do not traverse the ip table.
         let mut p = to_vm(proto::TCP, Some(22));
         p.v6 = true;
-        p.dst = Some("2001:db8::11".parse().unwrap());
+        p.dst = Some("2001:db8::11".parse().expect("test fixture"));
         assert_eq!(fwd(&ts, &p).verdict, Verdict::Accept);
     }
 }

@@ -540,7 +540,7 @@ mod tests {
 
     #[test]
     fn tokenizer_handles_quotes_and_escapes() {
-        let t = tokenize(r#"-A X -m comment --comment "a \"b\" c" -j DROP"#).unwrap();
+        let t = tokenize(r#"-A X -m comment --comment "a \"b\" c" -j DROP"#).expect("test fixture");
         assert_eq!(
             t,
             [
@@ -564,8 +564,8 @@ mod tests {
         let ts = parse_save(HEALTHY, Backend::IptablesNft, Family::Ip);
         assert_eq!(ts.len(), 2);
         let f = table(&ts, "filter");
-        let fwd = f.chain("FORWARD").unwrap();
-        assert_eq!(fwd.hook.as_ref().unwrap().hook, "forward");
+        let fwd = f.chain("FORWARD").expect("test fixture");
+        assert_eq!(fwd.hook.as_ref().expect("test fixture").hook, "forward");
         assert_eq!(fwd.policy, Some(Policy::Accept));
         assert_eq!(
             fwd.rules[0].target,
@@ -578,11 +578,11 @@ mod tests {
                 bytes: 1792
             })
         );
-        let sg = f.chain("neutron-l2iso-sg-chain").unwrap();
+        let sg = f.chain("neutron-l2iso-sg-chain").expect("test fixture");
         assert!(sg.hook.is_none() && sg.policy.is_none());
         assert_eq!(sg.rules.len(), 5);
         assert_eq!(sg.rules[4].target, Target::Accept);
-        let i = f.chain("neutron-l2iso-i3f1c2a4e-5").unwrap();
+        let i = f.chain("neutron-l2iso-i3f1c2a4e-5").expect("test fixture");
         // -m state --state RELATED,ESTABLISHED ... -j RETURN
         assert_eq!(
             i.rules[0].matches[0].cond,
@@ -604,8 +604,8 @@ mod tests {
             i.rules[5].target,
             Target::Jump("neutron-l2iso-sg-fallback".into())
         );
-        assert_eq!(i.rules[5].counters.unwrap().packets, 2);
-        let s = f.chain("neutron-l2iso-s3f1c2a4e-5").unwrap();
+        assert_eq!(i.rules[5].counters.expect("test fixture").packets, 2);
+        let s = f.chain("neutron-l2iso-s3f1c2a4e-5").expect("test fixture");
         assert_eq!(
             s.rules[0].matches[1].cond,
             Cond::MacSrc(vec!["fa:16:3e:00:00:01".into()])
@@ -614,10 +614,13 @@ mod tests {
             .text
             .starts_with("-A neutron-l2iso-s3f1c2a4e-5 -s 198.51.100.11/32"));
         let nat = table(&ts, "nat");
-        let pre = nat.chain("PREROUTING").unwrap();
-        assert_eq!(pre.hook.as_ref().unwrap().kind, "nat");
-        assert_eq!(pre.hook.as_ref().unwrap().priority, -100);
-        let r = &nat.chain("neutron-l2iso-PREROUTING").unwrap().rules[0];
+        let pre = nat.chain("PREROUTING").expect("test fixture");
+        assert_eq!(pre.hook.as_ref().expect("test fixture").kind, "nat");
+        assert_eq!(pre.hook.as_ref().expect("test fixture").priority, -100);
+        let r = &nat
+            .chain("neutron-l2iso-PREROUTING")
+            .expect("test fixture")
+            .rules[0];
         assert_eq!(r.target, Target::Redirect(Some(PortRange::one(9697))));
         assert_eq!(r.matches[1].cond, Cond::InIface(vec!["tap+".into()]));
     }
@@ -641,7 +644,7 @@ mod tests {
         let ts = parse_save(SET, Backend::IptablesNft, Family::Ip);
         let i = table(&ts, "filter")
             .chain("neutron-l2iso-i3f1c2a4e-5")
-            .unwrap();
+            .expect("test fixture");
         let r = &i.rules[3];
         assert_eq!(
             r.matches[2].cond,
@@ -667,7 +670,7 @@ mod tests {
             [0:0] -A FORWARD -j DNAT --to-destination 192.0.2.5:8775\n\
             [0:0] -A FORWARD -g x\nCOMMIT\n";
         let ts = parse_save(text, Backend::IptablesLegacy, Family::Ip);
-        let c = ts[0].chain("FORWARD").unwrap();
+        let c = ts[0].chain("FORWARD").expect("test fixture");
         assert_eq!(c.policy, Some(Policy::Drop));
         assert!(c.rules[0].matches[0].negated);
         assert_eq!(
@@ -696,7 +699,7 @@ mod tests {
         assert_eq!(
             c.rules[5].target,
             Target::Dnat {
-                addr: Some("192.0.2.5".parse().unwrap()),
+                addr: Some("192.0.2.5".parse().expect("test fixture")),
                 port: Some(8775)
             }
         );
@@ -707,12 +710,12 @@ mod tests {
     fn dnat_forms() {
         assert_eq!(
             parse_dnat("[2001:db8::1]:80"),
-            Some((Some("2001:db8::1".parse().unwrap()), Some(80)))
+            Some((Some("2001:db8::1".parse().expect("test fixture")), Some(80)))
         );
         assert_eq!(parse_dnat(":8080"), Some((None, Some(8080))));
         assert_eq!(
             parse_dnat("2001:db8::1"),
-            Some((Some("2001:db8::1".parse().unwrap()), None))
+            Some((Some("2001:db8::1".parse().expect("test fixture")), None))
         );
         assert_eq!(parse_dnat("192.0.2.1-192.0.2.9"), None);
     }

@@ -682,10 +682,10 @@ mod tests {
 
     #[test]
     fn native_ruleset_parses() {
-        let ts = parse_json(HEALTHY).unwrap();
+        let ts = parse_json(HEALTHY).expect("test fixture");
         assert_eq!(ts.len(), 2);
         assert_eq!(ts[0].family, Family::Inet);
-        let fwd = ts[0].chain("forward").unwrap();
+        let fwd = ts[0].chain("forward").expect("test fixture");
         assert_eq!(
             fwd.hook,
             Some(Hook {
@@ -701,7 +701,7 @@ mod tests {
             vec![Match::new(Cond::OutIface(vec!["tap3f1c2a4e-5b".into()]))]
         );
         assert_eq!(r.target, Target::Jump("tw-tap3f1c2a4e-5b".into()));
-        assert_eq!(r.counters.unwrap().packets, 16);
+        assert_eq!(r.counters.expect("test fixture").packets, 16);
         assert_eq!(
             r.text,
             "oifname \"tap3f1c2a4e-5b\" counter packets 16 bytes 924 jump tw-tap3f1c2a4e-5b # handle 7"
@@ -737,12 +737,14 @@ mod tests {
             fw[2].matches,
             vec![
                 Match::new(Cond::Ipv6(false)),
-                Match::not(Cond::Src(vec![Net::parse("198.51.100.11").unwrap()]))
+                Match::not(Cond::Src(vec![
+                    Net::parse("198.51.100.11").expect("test fixture")
+                ]))
             ]
         );
-        let pre = ts[1].chain("prerouting").unwrap();
-        assert_eq!(pre.hook.as_ref().unwrap().kind, "nat");
-        assert_eq!(pre.hook.as_ref().unwrap().priority, -100);
+        let pre = ts[1].chain("prerouting").expect("test fixture");
+        assert_eq!(pre.hook.as_ref().expect("test fixture").kind, "nat");
+        assert_eq!(pre.hook.as_ref().expect("test fixture").priority, -100);
         assert_eq!(
             pre.rules[0].target,
             Target::Redirect(Some(PortRange::one(9697)))
@@ -755,19 +757,22 @@ mod tests {
 
     #[test]
     fn named_sets_are_resolved() {
-        let ts = parse_json(SET).unwrap();
+        let ts = parse_json(SET).expect("test fixture");
         let tw = rules_of(&ts, "vmsg", "tw-tap3f1c2a4e-5b");
-        let r = tw.iter().find(|r| r.text.contains("@rg_web")).unwrap();
+        let r = tw
+            .iter()
+            .find(|r| r.text.contains("@rg_web"))
+            .expect("test fixture");
         assert_eq!(
             r.matches[1].cond,
-            Cond::Src(vec![Net::parse("203.0.113.0/24").unwrap()])
+            Cond::Src(vec![Net::parse("203.0.113.0/24").expect("test fixture")])
         );
         assert_eq!(r.target, Target::Accept);
     }
 
     #[test]
     fn iptables_nft_tables_show_xt_expressions() {
-        let ts = parse_json(IPT).unwrap();
+        let ts = parse_json(IPT).expect("test fixture");
         let names: Vec<_> = ts
             .iter()
             .map(|t| (t.family.clone(), t.name.clone()))
@@ -799,8 +804,8 @@ mod tests {
           {"rule":{"family":"inet","table":"t","chain":"fwd","handle":6,"expr":[
             {"match":{"op":"==","left":{"meta":{"key":"iifname"}},"right":"tap*"}},
             {"dnat":{"family":"ip","addr":"192.0.2.5","port":8775}}]}}]}"#;
-        let ts = parse_json(j).unwrap();
-        let c = ts[0].chain("fwd").unwrap();
+        let ts = parse_json(j).expect("test fixture");
+        let c = ts[0].chain("fwd").expect("test fixture");
         assert_eq!(c.policy, Some(Policy::Drop));
         assert_eq!(c.rules.len(), 5);
         assert_eq!(
@@ -808,7 +813,7 @@ mod tests {
             vec![Match::new(Cond::OutIface(vec!["tap1".into()]))]
         );
         assert_eq!(c.rules[0].target, Target::Jump("a".into()));
-        assert_eq!(c.rules[0].counters.unwrap().packets, 5);
+        assert_eq!(c.rules[0].counters.expect("test fixture").packets, 5);
         assert_eq!(c.rules[1].target, Target::Drop);
         assert!(c.rules[1].counters.is_none());
         assert!(
@@ -820,13 +825,13 @@ mod tests {
         );
         assert_eq!(
             c.rules[3].matches[3].cond,
-            Cond::Src(vec![Net::parse("2001:db8::/32").unwrap()])
+            Cond::Src(vec![Net::parse("2001:db8::/32").expect("test fixture")])
         );
         assert_eq!(c.rules[3].target, Target::Reject("tcp reset".into()));
         assert_eq!(
             c.rules[4].target,
             Target::Dnat {
-                addr: Some("192.0.2.5".parse().unwrap()),
+                addr: Some("192.0.2.5".parse().expect("test fixture")),
                 port: Some(8775)
             }
         );

@@ -14,17 +14,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{vmlab, Lab};
+use common::{vmlab, Lab, VM1, VM1_PORT, VM1_TAP, VM2, VM3};
 
 fn lab() -> Option<(&'static Lab, std::sync::MutexGuard<'static, ()>)> {
     common::lab("lab")
 }
-
-const VM1: &str = "198.51.100.11";
-const VM1_PORT: &str = "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a51";
-const VM1_TAP: &str = "tap3f1c2a4e-5b";
-const VM2: &str = "198.51.100.12";
-const VM3: &str = "198.51.100.21";
 
 impl Lab {
     /// Run a command inside hypervisor `ns`.

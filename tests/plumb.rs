@@ -12,18 +12,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{vmlab, Lab};
+use common::{vmlab, Lab, VM1, VM1_PORT, VM1_TAP, VM2, VM3};
 
 fn lab() -> Option<(&'static Lab, std::sync::MutexGuard<'static, ()>)> {
     common::lab("plumb-lab")
 }
 
-const VM1: &str = "198.51.100.11";
 const VM1_V6: &str = "2001:db8:100::11";
-const VM1_PORT: &str = "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a51";
-const VM1_TAP: &str = "tap3f1c2a4e-5b";
-const VM2: &str = "198.51.100.12";
-const VM3: &str = "198.51.100.21";
 const EXT: &str = "203.0.113.10";
 const EXT6: &str = "2001:db8:203::10";
 
@@ -235,6 +230,14 @@ struct Drift {
     traffic: fn(&Lab),
 }
 
+fn vm1_dhcp_offer(lab: &Lab) {
+    lab.ok(
+        "vm1",
+        &["lab/dhcp-probe", "--timeout", "2"],
+        "DHCP offer for vm1",
+    )
+}
+
 fn vm1_out_and_in(lab: &Lab) {
     lab.ping("vm1", EXT, "vm1 -> ext1");
     lab.ping("ext1", VM1, "ext1 -> vm1");
@@ -321,26 +324,14 @@ const DRIFTS: &[Drift] = &[
         target: VM1_PORT,
         args: &[],
         expect: &["write-dhcp-host", "reload-dnsmasq"],
-        traffic: |lab| {
-            lab.ok(
-                "vm1",
-                &["lab/dhcp-probe", "--timeout", "2"],
-                "DHCP offer for vm1",
-            )
-        },
+        traffic: vm1_dhcp_offer,
     },
     Drift {
         fault: "dhcp-wrong-mac",
         target: VM1,
         args: &["--trust", "host"],
         expect: &["write-dhcp-host", "reload-dnsmasq"],
-        traffic: |lab| {
-            lab.ok(
-                "vm1",
-                &["lab/dhcp-probe", "--timeout", "2"],
-                "DHCP offer for vm1",
-            )
-        },
+        traffic: vm1_dhcp_offer,
     },
 ];
 

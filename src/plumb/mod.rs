@@ -509,7 +509,7 @@ fn apply_and_verify(
         // is read again, for at most VERIFY_GRACE, before plumb rolls back.
         let verify_started = Instant::now();
         let mut attempts = 0u32;
-        let problems = loop {
+        let mut problems = loop {
             attempts += 1;
             let p = match walk::run_with_state(wopts) {
                 Ok((after, ast)) => {
@@ -536,7 +536,6 @@ fn apply_and_verify(
                 }
             ));
         }
-        let mut problems = problems;
         if opts.inject == Some(Inject::Verify) {
             problems.push(
                 "injected verification failure (VMPATH_PLUMB_FAIL_STEP=verify, a test hook)".into(),

@@ -23,6 +23,7 @@ use super::apply::{HostOps, LinkSnap, PortSnapshot};
 use super::plan::TapState;
 use crate::check::host::TapSysctls;
 use crate::collect::netlink::{is_link_local, TABLE_MAIN};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State};
 
 /// A connection to the kernel of the current network namespace.
 pub struct System {
@@ -171,42 +172,45 @@ impl System {
         }))
     }
 
+    /// The link named `name`, or `None` when there is none.
+    fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, String> {
+        let h = self.handle.clone();
+        let name = name.to_string();
+        self.block("link get", async move {
+            let mut s = h.link().get().match_name(name).execute();
+            match s.try_next().await {
+                Ok(m) => Ok(m),
+                // ENODEV: no such link.
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+                Err(e) => Err(format!("rtnetlink link get failed: {e}")),
+            }
+        })
+    }
+
     /// After plumb brought `tap` up: wait (at most `max`) until the kernel reports its operational
     /// state. The carrier flag changes at once, but the kernel publishes the operational state
     /// from a deferred worker that runs up to a second later, so an immediate verification could
     /// see an up link with carrier as still `down`. Returns without waiting when the link is down,
     /// gone or has no carrier (nothing will change on its own).
     pub fn settle_link(&self, tap: &str, max: Duration) -> Result<(), String> {
-        use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, State};
         let deadline = std::time::Instant::now() + max;
         loop {
-            let h = self.handle.clone();
-            let name = tap.to_string();
-            let settled = self.block("link get", async move {
-                let mut s = h.link().get().match_name(name).execute();
-                match s.try_next().await {
-                    Ok(Some(m)) => {
-                        let up = m.header.flags.contains(LinkFlags::Up);
-                        let mut carrier = true;
-                        let mut oper_up = false;
-                        for a in &m.attributes {
-                            match a {
-                                LinkAttribute::Carrier(c) => carrier = *c != 0,
-                                LinkAttribute::OperState(State::Up | State::Unknown) => {
-                                    oper_up = true
-                                }
-                                _ => {}
-                            }
+            let settled = match self.link_by_name(tap)? {
+                None => true,
+                Some(m) => {
+                    let up = m.header.flags.contains(LinkFlags::Up);
+                    let mut carrier = true;
+                    let mut oper_up = false;
+                    for a in &m.attributes {
+                        match a {
+                            LinkAttribute::Carrier(c) => carrier = *c != 0,
+                            LinkAttribute::OperState(State::Up | State::Unknown) => oper_up = true,
+                            _ => {}
                         }
-                        Ok(!up || !carrier || oper_up)
                     }
-                    Ok(None) => Ok(true),
-                    Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
-                        Ok(true)
-                    }
-                    Err(e) => Err(format!("rtnetlink link get failed: {e}")),
+                    !up || !carrier || oper_up
                 }
-            })?;
+            };
             if settled || std::time::Instant::now() >= deadline {
                 return Ok(());
             }
@@ -221,51 +225,36 @@ impl System {
         ips: &[IpAddr],
         host_file: Option<&Path>,
     ) -> Result<PortSnapshot, String> {
-        let h = self.handle.clone();
-        let name = tap.to_string();
-        let link = self.block("link get", async move {
-            let mut s = h.link().get().match_name(name).execute();
-            match s.try_next().await {
-                Ok(Some(m)) => {
-                    let mut l = LinkSnap {
-                        admin_up: m
-                            .header
-                            .flags
-                            .contains(rtnetlink::packet_route::link::LinkFlags::Up),
-                        mtu: 0,
-                        mac: None,
-                        kind: None,
-                    };
-                    use rtnetlink::packet_route::link::{LinkAttribute, LinkInfo};
-                    for a in &m.attributes {
-                        match a {
-                            LinkAttribute::Mtu(v) => l.mtu = *v,
-                            LinkAttribute::Address(b) if !b.is_empty() => {
-                                l.mac = Some(
-                                    b.iter()
-                                        .map(|x| format!("{x:02x}"))
-                                        .collect::<Vec<_>>()
-                                        .join(":"),
-                                )
+        let link = self.link_by_name(tap)?.map(|m| {
+            let mut l = LinkSnap {
+                admin_up: m.header.flags.contains(LinkFlags::Up),
+                mtu: 0,
+                mac: None,
+                kind: None,
+            };
+            for a in &m.attributes {
+                match a {
+                    LinkAttribute::Mtu(v) => l.mtu = *v,
+                    LinkAttribute::Address(b) if !b.is_empty() => {
+                        l.mac = Some(
+                            b.iter()
+                                .map(|x| format!("{x:02x}"))
+                                .collect::<Vec<_>>()
+                                .join(":"),
+                        )
+                    }
+                    LinkAttribute::LinkInfo(infos) => {
+                        for i in infos {
+                            if let LinkInfo::Kind(k) = i {
+                                l.kind = Some(k.to_string().to_lowercase());
                             }
-                            LinkAttribute::LinkInfo(infos) => {
-                                for i in infos {
-                                    if let LinkInfo::Kind(k) = i {
-                                        l.kind = Some(k.to_string().to_lowercase());
-                                    }
-                                }
-                            }
-                            _ => {}
                         }
                     }
-                    Ok(Some((m.header.index, l)))
+                    _ => {}
                 }
-                Ok(None) => Ok(None),
-                // ENODEV: no such link.
-                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-                Err(e) => Err(format!("rtnetlink link get failed: {e}")),
             }
-        })?;
+            (m.header.index, l)
+        });
         let addrs = match &link {
             Some((i, _)) => self.addrs(*i)?,
             None => Vec::new(),

@@ -9,6 +9,13 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
+/// The lab's identities both test binaries use (lab/vmlab defines them; `vmlab info` has all).
+pub const VM1: &str = "198.51.100.11";
+pub const VM1_PORT: &str = "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a51";
+pub const VM1_TAP: &str = "tap3f1c2a4e-5b";
+pub const VM2: &str = "198.51.100.12";
+pub const VM3: &str = "198.51.100.21";
+
 pub struct Lab {
     pub dir: PathBuf,
     pub lock: Mutex<()>,

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cmd;
 pub mod collect;
 pub mod config;
+pub mod error;
 pub mod model;
 pub mod output;
 pub mod plumb;

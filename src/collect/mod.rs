@@ -7,6 +7,7 @@ pub mod cmd;
 pub mod dnsmasq;
 pub mod firewall;
 pub mod frr;
+pub mod iface;
 pub mod keepalived;
 pub mod netlink;
 pub mod netns;

@@ -62,7 +62,7 @@ pub struct Heard {
 pub fn open_listener(ifname: &str) -> io::Result<Socket> {
     let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(VRRP_PROTO)))?;
     s.bind_device(Some(ifname.as_bytes()))?;
-    let index = crate::probe::route::ifindex(ifname)
+    let index = crate::collect::iface::ifindex(ifname)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname}")))?;
     s.join_multicast_v4_n(&VRRP_GROUP, &socket2::InterfaceIndexOrAddress::Index(index))?;
     s.set_nonblocking(true)?;
@@ -148,7 +148,7 @@ pub struct ArpProbe {
 /// MAC (received through a unicast filter entry for that MAC, kept for the socket's life), from
 /// the current thread's namespace. Read the answers with [`read_arp`].
 pub fn open_arp(ifname: &str, target: Ipv4Addr) -> io::Result<ArpProbe> {
-    let index = crate::probe::route::ifindex(ifname)
+    let index = crate::collect::iface::ifindex(ifname)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname}")))?;
     let proto = i32::from((libc::ETH_P_ARP as u16).to_be());
     // SAFETY: socket(2); the descriptor is owned by OwnedFd from here on.

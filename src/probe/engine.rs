@@ -461,7 +461,7 @@ impl Engine {
             .cfg
             .interface
             .as_deref()
-            .and_then(super::route::ifindex)
+            .and_then(crate::collect::iface::ifindex)
             .unwrap_or(0);
         self.sports
             .iter()

@@ -208,33 +208,11 @@ impl Router {
         let (gateway, oif, prefsrc) = parse_reply(&buf[..n as usize])?;
         Ok(LocalRoute {
             gateway,
-            dev: ifname(oif),
+            dev: crate::collect::iface::ifname(oif),
             oif,
             prefsrc,
         })
     }
-}
-
-/// The name of an interface of the current thread's namespace, or `if<N>`.
-pub fn ifname(index: u32) -> String {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: the buffer is IF_NAMESIZE long as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return format!("if{index}");
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated string into buf.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The index of a named interface of the current thread's namespace.
-pub fn ifindex(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: a valid NUL-terminated string.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
 }
 
 #[cfg(test)]

@@ -357,7 +357,10 @@ mod tests {
     }
 
     fn proxy() -> Result<Vec<Listener>, String> {
-        let mut l = parse_proc_net_tcp(include_str!("../../tests/fixtures/fw/proc-net-tcp"));
+        let mut l = parse_proc_net_tcp(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fw/proc-net-tcp"
+        )));
         l[0].owner = Some(Owner {
             pid: 123,
             name: "python3".into(),
@@ -381,9 +384,18 @@ mod tests {
     #[test]
     fn redirect_to_a_live_proxy_is_ok() {
         for fw in [
-            ipt(include_str!("../../tests/fixtures/fw/ipt-healthy.save")),
-            nft(include_str!("../../tests/fixtures/fw/nft-healthy.json")),
-            ipt(include_str!("../../tests/fixtures/fw/legacy-healthy.save")),
+            ipt(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/fw/ipt-healthy.save"
+            ))),
+            nft(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/fw/nft-healthy.json"
+            ))),
+            ipt(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/fw/legacy-healthy.save"
+            ))),
         ] {
             let c = check_metadata(&fw, &proxy(), &host(), TAP, vm(), MAC);
             assert_eq!(c.status, Status::Ok, "{c:#?}");
@@ -407,7 +419,10 @@ mod tests {
 
     #[test]
     fn no_listener_fails() {
-        let fw = ipt(include_str!("../../tests/fixtures/fw/ipt-healthy-nat.save"));
+        let fw = ipt(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fw/ipt-healthy-nat.save"
+        )));
         let c = check_metadata(&fw, &Ok(vec![]), &host(), TAP, vm(), MAC);
         assert_eq!(c.status, Status::Fail);
         assert_eq!(
@@ -425,10 +440,14 @@ mod tests {
     #[test]
     fn no_rule_fails_unless_the_address_is_local() {
         for fw in [
-            ipt(include_str!("../../tests/fixtures/fw/ipt-nometa-nat.save")),
-            ipt(include_str!(
-                "../../tests/fixtures/fw/legacy-nometa-nat.save"
-            )),
+            ipt(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/fw/ipt-nometa-nat.save"
+            ))),
+            ipt(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/fw/legacy-nometa-nat.save"
+            ))),
             nft(
                 r#"{"nftables":[{"table":{"family":"ip","name":"vmnat","handle":2}},
               {"chain":{"family":"ip","table":"vmnat","name":"prerouting","handle":1,"type":"nat","hook":"prerouting","prio":-100,"policy":"accept"}}]}"#,
@@ -482,7 +501,7 @@ mod tests {
 
         let blocked = format!(
             "{}*filter\n:INPUT ACCEPT [0:0]\n[7:420] -A INPUT -i tap+ -p tcp -m tcp --dport 9697 -j DROP\nCOMMIT\n",
-            include_str!("../../tests/fixtures/fw/ipt-healthy-nat.save")
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fw/ipt-healthy-nat.save"))
         );
         let c = check_metadata(&ipt(&blocked), &proxy(), &host(), TAP, vm(), MAC);
         assert_eq!(c.status, Status::Fail);

@@ -166,14 +166,17 @@ pub fn peer_mtu_check(net: &HostNet, host: &HostNet, namespace: &str) -> Option<
 }
 
 /// Host-level check of the OVS ports one ovsdb-server knows.
-pub fn ovs_check(sock: &str, ports: &Result<Vec<crate::collect::ovsdb::OvsPort>, String>) -> Check {
+pub fn ovs_check(
+    sock: &str,
+    ports: &crate::error::Result<Vec<crate::collect::ovsdb::OvsPort>>,
+) -> Check {
     let ports =
         match ports {
             Ok(p) => p,
             Err(e) => {
                 return Check::unknown("ovs.ports", format!("cannot read OVSDB at {sock}"))
                 .subject(sock.to_string())
-                .evidence(e.clone())
+                .evidence(e.to_string())
                 .fix("run as root; give the socket with --ovsdb if ovsdb-server listens elsewhere");
             }
         };

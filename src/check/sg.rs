@@ -1112,7 +1112,10 @@ mod tests {
     fn fixtures(state: &str) -> Vec<(&'static str, FirewallFacts)> {
         macro_rules! fx {
             ($f:literal) => {
-                include_str!(concat!("../../tests/fixtures/fw/", $f))
+                include_str!(concat!(
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fw/"),
+                    $f
+                ))
             };
         }
         let (i, iview, legacy, n) = match state {
@@ -1304,7 +1307,10 @@ mod tests {
 
     #[test]
     fn healthy_iptables_evidence_format() {
-        let fw = ipt(include_str!("../../tests/fixtures/fw/ipt-healthy.save"));
+        let fw = ipt(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fw/ipt-healthy.save"
+        )));
         let c = check_chains(&fw, &port());
         assert_eq!(
             c.summary,
@@ -1440,7 +1446,10 @@ mod tests {
                 .any(|e| e.contains("no rule from a hooked base chain jumps to it")));
         }
         // The o-chain reached only from INPUT: forwarded traffic from the VM is not filtered.
-        let healthy = include_str!("../../tests/fixtures/fw/ipt-healthy.save");
+        let healthy = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fw/ipt-healthy.save"
+        ));
         let cut: String = healthy
             .lines()
             .filter(|l| !l.contains("-A neutron-l2iso-sg-chain -i tap3f1c2a4e-5b"))

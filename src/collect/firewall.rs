@@ -16,7 +16,7 @@ pub mod nft;
 #[path = "firewall/xtnl.rs"]
 pub mod xtnl;
 
-pub use super::cmd::{display_cmd, find_bin};
+pub use super::child::{display_cmd, find_bin};
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
@@ -777,7 +777,7 @@ pub fn run_command(argv: &[String], timeout: Duration) -> (Duration, Result<Stri
 
 fn run_command_inner(argv: &[String], timeout: Duration) -> Result<String, String> {
     let shown = display_cmd(argv);
-    let ran = super::cmd::run(argv, &[("LC_ALL", "C")], timeout)?;
+    let ran = super::child::run(argv, &[("LC_ALL", "C")], timeout)?;
     let stderr = String::from_utf8_lossy(&ran.stderr);
     if !ran.status.success() {
         let first = stderr
@@ -829,8 +829,16 @@ mod tests {
 
     #[test]
     fn nft_tables_of_iptables_nft_are_not_counted_twice() {
-        let save = include_str!("../../tests/fixtures/fw/ipt-healthy.save").to_string();
-        let json = include_str!("../../tests/fixtures/fw/ipt-healthy.nft.json").to_string();
+        let save = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fw/ipt-healthy.save"
+        ))
+        .to_string();
+        let json = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fw/ipt-healthy.nft.json"
+        ))
+        .to_string();
         let rep = |c: &str| SourceReport {
             command: c.into(),
             elapsed: Duration::ZERO,
@@ -838,7 +846,11 @@ mod tests {
             tables: 0,
             note: None,
         };
-        let save6 = include_str!("../../tests/fixtures/fw/ip6t-healthy.save").to_string();
+        let save6 = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fw/ip6t-healthy.save"
+        ))
+        .to_string();
         let facts = FirewallFacts::from_outputs(
             vec![
                 (

@@ -387,7 +387,7 @@ pub fn json_signal(pid: u32, timeout: Duration) -> Result<i32, String> {
     let exe = format!("/proc/{pid}/exe");
     let mut last = String::new();
     for bin in [exe.as_str(), "keepalived"] {
-        match crate::collect::cmd::run(&[bin.to_string(), "--signum=JSON".into()], &[], timeout) {
+        match crate::collect::child::run(&[bin.to_string(), "--signum=JSON".into()], &[], timeout) {
             Ok(r) if r.status.success() => {
                 let text = String::from_utf8_lossy(&r.stdout);
                 if let Ok(n) = text.trim().parse::<i32>() {

@@ -2,11 +2,10 @@
 //! next to their thin I/O edge and are unit-tested on captured real output.
 
 pub mod bgp;
-pub mod bird;
-pub mod cmd;
+pub mod child;
+pub mod deadline;
 pub mod dnsmasq;
 pub mod firewall;
-pub mod frr;
 pub mod iface;
 pub mod keepalived;
 pub mod netlink;

@@ -4,13 +4,14 @@
 //! [`parse`] is pure; [`query`] and [`discover`] are the I/O edge.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
+
+use crate::collect::deadline::{connect_unix, read_some_by, write_all_by, Deadline};
+use crate::error::{Error, Result};
 
 /// One OVS interface with what Neutron writes on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,7 +61,11 @@ fn opt_int(v: &Value) -> Option<u32> {
 }
 
 /// Ports from the answer to [`request`].
-pub fn parse(answer: &Value) -> Result<Vec<OvsPort>, String> {
+pub fn parse(answer: &Value) -> Result<Vec<OvsPort>> {
+    parse_ports(answer).map_err(Error::Unknown)
+}
+
+fn parse_ports(answer: &Value) -> std::result::Result<Vec<OvsPort>, String> {
     if let Some(e) = answer.get("error").filter(|e| !e.is_null()) {
         return Err(format!("OVSDB error: {e}"));
     }
@@ -68,7 +73,7 @@ pub fn parse(answer: &Value) -> Result<Vec<OvsPort>, String> {
         .get("result")
         .and_then(Value::as_array)
         .ok_or("OVSDB answer without a result")?;
-    let rows = |i: usize| -> Result<&Vec<Value>, String> {
+    let rows = |i: usize| -> std::result::Result<&Vec<Value>, String> {
         let r = res.get(i).ok_or("short OVSDB answer")?;
         if let Some(e) = r.get("error") {
             return Err(format!("OVSDB error: {e}"));
@@ -120,38 +125,40 @@ pub fn parse(answer: &Value) -> Result<Vec<OvsPort>, String> {
     Ok(out)
 }
 
-/// Ask one ovsdb-server (its unix socket) for the ports. Bounded by `timeout`.
-pub fn query(sock: &Path, timeout: Duration) -> Result<Vec<OvsPort>, String> {
+/// Ask one ovsdb-server (its unix socket) for the ports. Bounded by `timeout` as a whole
+/// (connect, request and answer).
+pub fn query(sock: &Path, timeout: Duration) -> Result<Vec<OvsPort>> {
     let shown = sock.display();
-    let mut s = UnixStream::connect(sock)
-        .map_err(|e| format!("cannot connect to OVSDB at {shown}: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.write_all(request().to_string().as_bytes())
-        .map_err(|e| format!("OVSDB {shown}: {e}"))?;
-    let start = std::time::Instant::now();
+    let deadline = Deadline::after(timeout);
+    let failed = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock {
+            Error::unknown(format!("OVSDB {shown} did not answer within {timeout:?}"))
+        } else {
+            Error::unknown(format!("OVSDB {shown}: {e}"))
+        }
+    };
+    let mut s = connect_unix(sock, &deadline).map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut => failed(e),
+        _ => Error::unknown(format!("cannot connect to OVSDB at {shown}: {e}")),
+    })?;
+    write_all_by(&mut s, request().to_string().as_bytes(), &deadline).map_err(failed)?;
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
     loop {
-        if start.elapsed() > timeout {
-            return Err(format!("OVSDB {shown} did not answer within {timeout:?}"));
-        }
-        let n = s
-            .read(&mut chunk)
-            .map_err(|e| format!("OVSDB {shown}: {e}"))?;
-        if n == 0 {
-            return Err(format!("OVSDB {shown} closed the connection"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        read_some_by(&mut s, &mut buf, &deadline).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                Error::unknown(format!("OVSDB {shown} closed the connection"))
+            }
+            _ => failed(e),
+        })?;
         if buf.len() > 64 << 20 {
-            return Err(format!("OVSDB {shown}: answer larger than 64 MiB"));
+            return Err(Error::unknown(format!(
+                "OVSDB {shown}: answer larger than 64 MiB"
+            )));
         }
         match serde_json::from_slice::<Value>(&buf) {
             Ok(v) => return parse(&v),
             Err(e) if e.is_eof() => continue,
-            Err(e) => return Err(format!("OVSDB {shown}: bad JSON: {e}")),
+            Err(e) => return Err(Error::unknown(format!("OVSDB {shown}: bad JSON: {e}"))),
         }
     }
 }
@@ -185,9 +192,11 @@ mod tests {
 
     #[test]
     fn reads_a_real_ovsdb_answer() {
-        let v: Value =
-            serde_json::from_str(include_str!("../../tests/fixtures/ovsdb/transact.json"))
-                .expect("json");
+        let v: Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/ovsdb/transact.json"
+        )))
+        .expect("json");
         let ports = parse(&v).expect("parses");
         let dead = ports
             .iter()

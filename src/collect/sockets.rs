@@ -408,8 +408,14 @@ pub fn resolve_owners(
 mod tests {
     use super::*;
 
-    const TCP: &str = include_str!("../../tests/fixtures/fw/proc-net-tcp");
-    const TCP6: &str = include_str!("../../tests/fixtures/fw/proc-net-tcp6");
+    const TCP: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fw/proc-net-tcp"
+    ));
+    const TCP6: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fw/proc-net-tcp6"
+    ));
 
     #[test]
     fn captured_proc_net_tcp_has_the_metadata_listener() {

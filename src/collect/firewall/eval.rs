@@ -552,21 +552,42 @@ mod tests {
 
     fn fx(name: &str) -> Vec<Table> {
         let text = match name {
-            "ipt-healthy" => include_str!("../../../tests/fixtures/fw/ipt-healthy.save"),
-            "ipt-drop22" => include_str!("../../../tests/fixtures/fw/ipt-drop22.save"),
-            "ipt-set" => include_str!("../../../tests/fixtures/fw/ipt-set.save"),
-            "legacy-healthy" => include_str!("../../../tests/fixtures/fw/legacy-healthy.save"),
+            "ipt-healthy" => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/fw/ipt-healthy.save"
+            )),
+            "ipt-drop22" => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/fw/ipt-drop22.save"
+            )),
+            "ipt-set" => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/fw/ipt-set.save"
+            )),
+            "legacy-healthy" => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/fw/legacy-healthy.save"
+            )),
             "nft-healthy" => {
-                return nft::parse_json(include_str!("../../../tests/fixtures/fw/nft-healthy.json"))
-                    .expect("test fixture")
+                return nft::parse_json(include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/fw/nft-healthy.json"
+                )))
+                .expect("test fixture")
             }
             "nft-drop22" => {
-                return nft::parse_json(include_str!("../../../tests/fixtures/fw/nft-drop22.json"))
-                    .expect("test fixture")
+                return nft::parse_json(include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/fw/nft-drop22.json"
+                )))
+                .expect("test fixture")
             }
             "nft-set" => {
-                return nft::parse_json(include_str!("../../../tests/fixtures/fw/nft-set.json"))
-                    .expect("test fixture")
+                return nft::parse_json(include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/fw/nft-set.json"
+                )))
+                .expect("test fixture")
             }
             _ => panic!("no fixture {name}"),
         };

@@ -528,11 +528,22 @@ pub(crate) fn icmp_type(s: &str, v6: bool) -> Option<Option<(u8, Option<u8>)>> {
 mod tests {
     use super::*;
 
-    const HEALTHY: &str = include_str!("../../../tests/fixtures/fw/ipt-healthy.save");
-    const LEGACY: &str = include_str!("../../../tests/fixtures/fw/legacy-healthy.save");
-    const SET: &str = include_str!("../../../tests/fixtures/fw/ipt-set.save");
-    const WITH_LEGACY: &str =
-        include_str!("../../../tests/fixtures/fw/ipt-with-legacy-present.save");
+    const HEALTHY: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fw/ipt-healthy.save"
+    ));
+    const LEGACY: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fw/legacy-healthy.save"
+    ));
+    const SET: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fw/ipt-set.save"
+    ));
+    const WITH_LEGACY: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fw/ipt-with-legacy-present.save"
+    ));
 
     fn table<'a>(ts: &'a [Table], name: &str) -> &'a Table {
         ts.iter().find(|t| t.name == name).expect("table")

@@ -668,9 +668,18 @@ fn compact(v: &Value) -> String {
 mod tests {
     use super::*;
 
-    const HEALTHY: &str = include_str!("../../../tests/fixtures/fw/nft-healthy.json");
-    const SET: &str = include_str!("../../../tests/fixtures/fw/nft-set.json");
-    const IPT: &str = include_str!("../../../tests/fixtures/fw/ipt-healthy.nft.json");
+    const HEALTHY: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fw/nft-healthy.json"
+    ));
+    const SET: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fw/nft-set.json"
+    ));
+    const IPT: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fw/ipt-healthy.nft.json"
+    ));
 
     fn rules_of<'a>(ts: &'a [Table], table: &str, chain: &str) -> &'a [Rule] {
         &ts.iter()

@@ -979,13 +979,25 @@ mod tests {
         for (family, hex, save) in [
             (
                 2,
-                include_str!("../../../tests/fixtures/fw/nfnl/ip-varied.hex"),
-                include_str!("../../../tests/fixtures/fw/nfnl/ip-varied.save"),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/fw/nfnl/ip-varied.hex"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/fw/nfnl/ip-varied.save"
+                )),
             ),
             (
                 10,
-                include_str!("../../../tests/fixtures/fw/nfnl/ip6-varied.hex"),
-                include_str!("../../../tests/fixtures/fw/nfnl/ip6-varied.save"),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/fw/nfnl/ip6-varied.hex"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/fw/nfnl/ip6-varied.save"
+                )),
             ),
         ] {
             let msgs = messages(hex);
@@ -1000,9 +1012,10 @@ mod tests {
 
     #[test]
     fn a_match_it_does_not_know_is_refused_by_name() {
-        let msgs = messages(include_str!(
-            "../../../tests/fixtures/fw/nfnl/ip-unsupported.hex"
-        ));
+        let msgs = messages(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fw/nfnl/ip-unsupported.hex"
+        )));
         let err = render(2, &msgs, &msgs).expect_err("length match is not decoded");
         assert!(err.contains("`length`") && err.contains("sg-set"), "{err}");
     }
@@ -1010,13 +1023,17 @@ mod tests {
     #[test]
     fn the_rendering_parses_into_the_same_rules_as_the_tool_output() {
         use crate::collect::firewall::{iptables, Backend, Family};
-        let msgs = messages(include_str!(
-            "../../../tests/fixtures/fw/nfnl/ip-varied.hex"
-        ));
+        let msgs = messages(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fw/nfnl/ip-varied.hex"
+        )));
         let got = render(2, &msgs, &msgs).expect("decodes");
         let a = iptables::parse_save(&got, Backend::IptablesNft, Family::Ip);
         let b = iptables::parse_save(
-            include_str!("../../../tests/fixtures/fw/nfnl/ip-varied.save"),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/fw/nfnl/ip-varied.save"
+            )),
             Backend::IptablesNft,
             Family::Ip,
         );
@@ -1026,9 +1043,10 @@ mod tests {
 
     #[test]
     fn truncated_or_garbled_messages_never_panic() {
-        let msgs = messages(include_str!(
-            "../../../tests/fixtures/fw/nfnl/ip-varied.hex"
-        ));
+        let msgs = messages(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fw/nfnl/ip-varied.hex"
+        )));
         for m in &msgs {
             for cut in 0..m.body.len() {
                 let mut t = m.clone();

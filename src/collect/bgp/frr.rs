@@ -13,10 +13,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::collect::bgp::{
-    connect_unix, read_some_by, write_all_by, BgpError, BgpErrorKind, BgpFacts, Deadline, Export,
-    Family, Peer, RibEntry, SpeakerKind,
-};
+use super::facts::{BgpError, BgpErrorKind, BgpFacts, Export, Family, Peer, RibEntry, SpeakerKind};
+use crate::collect::deadline::{connect_unix, read_some_by, write_all_by, Deadline};
 
 const HINT_MISSING: &str =
     "is bgpd running in this network namespace? pass --frr-dir DIR (the directory holding bgpd.vty)";
@@ -774,7 +772,7 @@ fn via_vtysh(
     zebra_cmds: &[String],
     deadline: &Deadline,
 ) -> Result<Answers, String> {
-    let vtysh = super::cmd::find_bin("vtysh")
+    let vtysh = crate::collect::child::find_bin("vtysh")
         .map(|p| p.to_string_lossy().into_owned())
         .ok_or("vtysh not found in PATH or /usr/bin: install frr, or let vmpath reach bgpd.vty")?;
     let mut argv = vec![vtysh];
@@ -841,7 +839,7 @@ fn run_bounded(argv: &[String], deadline: &Deadline) -> Result<String, String> {
             deadline.total.as_millis()
         )
     })?;
-    let ran = super::cmd::run(argv, &[], left)?;
+    let ran = crate::collect::child::run(argv, &[], left)?;
     let out = String::from_utf8_lossy(&ran.stdout).into_owned();
     if out.trim().is_empty() {
         let err = String::from_utf8_lossy(&ran.stderr);
@@ -856,7 +854,10 @@ mod tests {
 
     macro_rules! fx {
         ($f:literal) => {
-            include_str!(concat!("../../tests/fixtures/bgp/", $f))
+            include_str!(concat!(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bgp/"),
+                $f
+            ))
         };
     }
 

@@ -9,10 +9,8 @@
 use std::io;
 use std::path::Path;
 
-use crate::collect::bgp::{
-    connect_unix, read_some_by, write_all_by, BgpError, BgpErrorKind, BgpFacts, Deadline, Export,
-    Family, Peer, RibEntry, SpeakerKind,
-};
+use super::facts::{BgpError, BgpErrorKind, BgpFacts, Export, Family, Peer, RibEntry, SpeakerKind};
+use crate::collect::deadline::{connect_unix, read_some_by, write_all_by, Deadline};
 
 const HINT_MISSING: &str = "is bird running? pass --bird-socket PATH (bird's -s argument)";
 
@@ -534,7 +532,10 @@ mod tests {
 
     macro_rules! fx {
         ($f:literal) => {
-            include_str!(concat!("../../tests/fixtures/bgp/", $f))
+            include_str!(concat!(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bgp/"),
+                $f
+            ))
         };
     }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::check::{self, dhcp, host};
 use crate::collect::bgp;
 use crate::collect::dnsmasq::{self, Dnsmasq};
-use crate::collect::netlink::{read_sysctl, HostNet, Netlink};
+use crate::collect::netlink::{HostNet, Netlink};
 use crate::collect::procs::{pid_alive, ProcTable};
 use crate::model::{verdict, Check, Status};
 use crate::port::{self, Desired, DesiredSource, HostRecords, Identity, Overrides};
@@ -164,20 +164,6 @@ fn gather(
     ))
 }
 
-fn sysctl_u32(path: String) -> Option<u32> {
-    read_sysctl(&path).ok()?.parse().ok()
-}
-
-pub fn tap_sysctls(tap: &str) -> host::TapSysctls {
-    host::TapSysctls {
-        proxy_arp: sysctl_u32(format!("ipv4/conf/{tap}/proxy_arp")),
-        proxy_arp_all: sysctl_u32("ipv4/conf/all/proxy_arp".into()),
-        proxy_delay: sysctl_u32(format!("ipv4/neigh/{tap}/proxy_delay")),
-        proxy_ndp: sysctl_u32(format!("ipv6/conf/{tap}/proxy_ndp")),
-        proxy_ndp_all: sysctl_u32("ipv6/conf/all/proxy_ndp".into()),
-    }
-}
-
 /// Run the walk.
 pub fn run(opts: &WalkOptions) -> Result<WalkReport, WalkError> {
     run_with_state(opts).map(|(r, _)| r)
@@ -285,7 +271,7 @@ fn run_checks(
     });
     let hf = host::HostFacts {
         net: &facts.net,
-        sysctl: tap_sysctls(&id.tap),
+        sysctl: crate::collect::sysctl::TapSysctls::of(&id.tap),
         lookups,
     };
     let mut out = Vec::new();

@@ -5,19 +5,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::collect::netlink::{host_len, is_link_local, HostNet, Link, Route};
+use crate::collect::sysctl::TapSysctls;
 use crate::model::Check;
 use crate::port::{mac_suffix, Desired, Identity};
-
-/// Per-interface sysctls read for the tap (`None` when unreadable).
-#[derive(Debug, Clone, Default)]
-pub struct TapSysctls {
-    pub proxy_arp: Option<u32>,
-    pub proxy_arp_all: Option<u32>,
-    /// In USER_HZ (1/100 s), as the sysctl shows it.
-    pub proxy_delay: Option<u32>,
-    pub proxy_ndp: Option<u32>,
-    pub proxy_ndp_all: Option<u32>,
-}
 
 /// Everything the host checks look at.
 pub struct HostFacts<'a> {

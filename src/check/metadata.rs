@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::collect::firewall::eval::{self, ChainKind, Evaluation, Iface, Packet, Verdict};
+use crate::check::sg::eval::{self, ChainKind, Evaluation, Iface, Packet, Verdict};
 use crate::collect::firewall::{proto, FirewallFacts};
 use crate::collect::sockets::Listener;
 use crate::model::Check;

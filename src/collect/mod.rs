@@ -15,4 +15,5 @@ pub mod nsscan;
 pub mod ovsdb;
 pub mod procs;
 pub mod sockets;
+pub mod sysctl;
 pub mod vrrp;

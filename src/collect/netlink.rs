@@ -588,9 +588,3 @@ impl Netlink {
         }
     }
 }
-
-/// Read a per-interface sysctl under /proc/sys/net (`ipv4/conf/tapX/proxy_arp`). Interface names
-/// with dots are written with `/` in sysctl paths but stay as they are under /proc/sys.
-pub fn read_sysctl(path: &str) -> std::io::Result<String> {
-    std::fs::read_to_string(format!("/proc/sys/net/{path}")).map(|s| s.trim().to_string())
-}

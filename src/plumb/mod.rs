@@ -355,8 +355,8 @@ pub fn run(opts: &PlumbOptions) -> Result<PlumbReport, PlumbError> {
     let unknown = |e: String| PlumbError::new(exit::UNKNOWN, format!("reading the host: {e}"));
     let routes = host.routes().map_err(unknown)?;
     let tap = host.tap_state(&st.net, &id.tap).map_err(unknown)?;
-    let sysctl = walk::tap_sysctls(&id.tap);
-    let sysctl_default = sys::default_sysctls();
+    let sysctl = crate::collect::sysctl::TapSysctls::of(&id.tap);
+    let sysctl_default = crate::collect::sysctl::TapSysctls::defaults();
     let dhcp = dhcp_state(&st, opts.walk.dhcp_hostsdir.as_deref()).map_err(unknown)?;
     let flags = PlanFlags {
         prune: opts.prune,

@@ -13,9 +13,9 @@ use super::action::{
     Action, AddrSpec, FileSpec, RouteSpec, IFA_F_NOPREFIXROUTE, PROTO_KERNEL, PROTO_STATIC,
     RTN_UNICAST, SCOPE_LINK, SCOPE_UNIVERSE,
 };
-use crate::check::host::TapSysctls;
 use crate::collect::dnsmasq::HostEntry;
 use crate::collect::netlink::{host_len, is_link_local};
+use crate::collect::sysctl::TapSysctls;
 use crate::port::{mac_suffix, Desired, Identity};
 
 /// The tap as observed (or `None` when it does not exist).

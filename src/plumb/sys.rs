@@ -21,7 +21,6 @@ use rtnetlink::LinkUnspec;
 use super::action::{Action, AddrSpec, FileSpec, RouteSpec, IFA_F_NODAD, IFA_F_NOPREFIXROUTE};
 use super::apply::{HostOps, LinkSnap, PortSnapshot};
 use super::plan::TapState;
-use crate::check::host::TapSysctls;
 use crate::collect::netlink::{is_link_local, TABLE_MAIN};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State};
 
@@ -260,10 +259,10 @@ impl System {
             None => Vec::new(),
         };
         let routes = super::apply::scoped_routes(&self.routes()?, tap, ips);
-        let sysctls = tap_sysctl_paths(tap)
+        let sysctls = crate::collect::sysctl::tap_paths(tap)
             .into_iter()
             .map(|p| {
-                let v = crate::collect::netlink::read_sysctl(&p).ok();
+                let v = crate::collect::sysctl::read(&p).ok();
                 (p, v)
             })
             .collect();
@@ -321,31 +320,6 @@ impl System {
         self.block(what, async move {
             h.link().set(msg).execute().await.map_err(nl(what))
         })
-    }
-}
-
-/// The sysctls plumb reads and writes for a tap (relative to /proc/sys/net).
-pub fn tap_sysctl_paths(tap: &str) -> Vec<String> {
-    vec![
-        format!("ipv4/conf/{tap}/proxy_arp"),
-        format!("ipv4/neigh/{tap}/proxy_delay"),
-        format!("ipv6/conf/{tap}/proxy_ndp"),
-    ]
-}
-
-/// What a new interface gets (`conf/default`), with the `all` switches.
-pub fn default_sysctls() -> TapSysctls {
-    let r = |p: &str| {
-        crate::collect::netlink::read_sysctl(p)
-            .ok()
-            .and_then(|v| v.parse().ok())
-    };
-    TapSysctls {
-        proxy_arp: r("ipv4/conf/default/proxy_arp"),
-        proxy_arp_all: r("ipv4/conf/all/proxy_arp"),
-        proxy_delay: r("ipv4/neigh/default/proxy_delay"),
-        proxy_ndp: r("ipv6/conf/default/proxy_ndp"),
-        proxy_ndp_all: r("ipv6/conf/all/proxy_ndp"),
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Which routing daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

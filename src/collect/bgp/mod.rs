@@ -175,11 +175,11 @@ mod tests {
     use super::*;
     use crate::collect::deadline::{connect_unix, Deadline};
     use crate::collect::procs::ProcTable;
-    use std::path::PathBuf;
     use std::io;
-    use std::time::Instant;
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixListener;
+    use std::path::PathBuf;
+    use std::time::Instant;
 
     fn proc(pid: u32, argv: &str) -> Process {
         let args: Vec<String> = argv.split(' ').map(String::from).collect();

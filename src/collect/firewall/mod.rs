@@ -7,13 +7,8 @@
 //! timeout. A missing binary or a permission error becomes an error in [`SourceReport`], never a
 //! panic. The parsers ([`iptables::parse_save`], [`nft::parse_json`]) are pure.
 
-#[path = "firewall/eval.rs"]
-pub mod eval;
-#[path = "firewall/iptables.rs"]
 pub mod iptables;
-#[path = "firewall/nft.rs"]
 pub mod nft;
-#[path = "firewall/xtnl.rs"]
 pub mod xtnl;
 
 pub use super::child::{display_cmd, find_bin};

@@ -9,7 +9,9 @@
 
 use std::net::IpAddr;
 
-use super::{proto, Cond, Counters, Match, Policy, PortRange, Rule, Table, Target};
+use crate::collect::firewall::{
+    proto, Cond, Counters, Match, Policy, PortRange, Rule, Table, Target,
+};
 
 /// An interface as the packet sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -492,7 +494,7 @@ fn iface(pats: &[String], i: &Iface, dir: &str) -> Tri {
     }
 }
 
-fn addr(nets: &[super::Net], a: Option<IpAddr>, v6: bool, what: &str) -> Tri {
+fn addr(nets: &[crate::collect::firewall::Net], a: Option<IpAddr>, v6: bool, what: &str) -> Tri {
     match a {
         Some(a) => {
             if nets.iter().any(|n| n.contains(&a)) {
@@ -543,8 +545,8 @@ fn port(ranges: &[PortRange], p: Option<u16>, protocol: u8, what: &str) -> Tri {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{iptables, nft, Backend, Family};
     use super::*;
+    use crate::collect::firewall::{iptables, nft, Backend, Family};
 
     const TAP: &str = "tap3f1c2a4e-5b";
     const VM: &str = "198.51.100.11";

@@ -1,11 +1,11 @@
 //! Command-line definition (also the source of the committed completions and man page) and the
 //! dispatcher. Each subcommand lives in `src/cmd/`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::cmd::args::GlobalArgs;
 use crate::model::exit;
 
 pub const EXIT_CODES_HELP: &str = "\
@@ -34,19 +34,6 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Args)]
-pub struct GlobalArgs {
-    /// Print one JSON document instead of a table (shape documented in README.md)
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Show the evidence of every check, not only of those that are not ok
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
-    /// Config file [default: /etc/vmpath/config.toml, if present]
-    #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,14 +108,19 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let code = match &cli.command {
-        Command::Walk(a) => crate::cmd::walk::exec(&cli.global, a),
-        Command::Probe(a) => crate::cmd::probe::exec(&cli.global, a),
-        Command::Plumb(a) => crate::cmd::plumb::exec(&cli.global, a),
-        Command::Routers(a) => crate::cmd::routers::exec_routers(&cli.global, a),
-        Command::Router(a) => crate::cmd::routers::exec_router(&cli.global, a),
+    let g = &cli.global;
+    let (name, result) = match &cli.command {
+        Command::Walk(a) => ("walk", crate::cmd::walk::exec(g, a)),
+        Command::Probe(a) => ("probe", Ok(crate::cmd::probe::exec(g, a))),
+        Command::Plumb(a) => ("plumb", crate::cmd::plumb::exec(g, a)),
+        Command::Routers(a) => ("routers", crate::cmd::routers::exec_routers(g, a)),
+        Command::Router(a) => ("router", crate::cmd::routers::exec_router(g, a)),
     };
-    ExitCode::from(code)
+    // The one place an error is printed: what failed and what to do, then its exit code.
+    ExitCode::from(result.unwrap_or_else(|e| {
+        eprintln!("vmpath {name}: {e}");
+        e.exit_code()
+    }))
 }
 
 /// The clap command, for completions and the man page.

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::error::{Error, Result};
+
 pub const DEFAULT_PATH: &str = "/etc/vmpath/config.toml";
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub struct Config {
 
 impl Config {
     /// Load the given file (must exist) or the default one (may be absent).
-    pub fn load(explicit: Option<&Path>) -> Result<Config, String> {
+    pub fn load(explicit: Option<&Path>) -> Result<Config> {
         let (path, required) = match explicit {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_PATH), false),
@@ -43,22 +45,22 @@ impl Config {
                 return Ok(Config::default())
             }
             Err(e) => {
-                return Err(format!(
+                return Err(Error::usage(format!(
                     "cannot read config {}: {e} (fix the path given to --config)",
                     path.display()
-                ))
+                )))
             }
         };
-        Self::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+        Self::parse(&text).map_err(|e| e.context(format!("config {}", path.display())))
     }
 
-    pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().to_string())
+    pub fn parse(text: &str) -> Result<Config> {
+        toml::from_str(text).map_err(|e| Error::usage(e.message()))
     }
 }
 
 /// Parse a duration: `2s`, `500ms`, `1.5s`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     let t = s.trim();
     let (num, mult) = if let Some(v) = t.strip_suffix("ms") {
         (v, 0.001)
@@ -70,25 +72,26 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("invalid duration '{s}': use e.g. 2s, 500ms or 1.5"))?;
+        .map_err(|_| Error::usage(format!("invalid duration '{s}': use e.g. 2s, 500ms or 1.5")))?;
     if !(v.is_finite() && v > 0.0 && v * mult <= 3600.0) {
-        return Err(format!(
+        return Err(Error::usage(format!(
             "invalid duration '{s}': must be between 1ms and 3600s"
-        ));
+        )));
     }
     Ok(std::time::Duration::from_secs_f64(v * mult))
 }
 
 /// Parse `ADDR/LEN` (or a bare address: /24 for IPv4, /64 for IPv6).
-pub fn parse_gateway(s: &str) -> Result<(std::net::IpAddr, u8), String> {
+pub fn parse_gateway(s: &str) -> Result<(std::net::IpAddr, u8)> {
     let (a, l) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),
     };
-    let addr: std::net::IpAddr = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid gateway '{s}': use ADDR/LEN, e.g. 198.51.100.1/24"))?;
+    let addr: std::net::IpAddr = a.trim().parse().map_err(|_| {
+        Error::usage(format!(
+            "invalid gateway '{s}': use ADDR/LEN, e.g. 198.51.100.1/24"
+        ))
+    })?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let len = match l {
         None => {
@@ -98,11 +101,9 @@ pub fn parse_gateway(s: &str) -> Result<(std::net::IpAddr, u8), String> {
                 64
             }
         }
-        Some(l) => l
-            .parse::<u8>()
-            .ok()
-            .filter(|x| *x <= max)
-            .ok_or_else(|| format!("invalid prefix length in gateway '{s}': 0..{max}"))?,
+        Some(l) => l.parse::<u8>().ok().filter(|x| *x <= max).ok_or_else(|| {
+            Error::usage(format!("invalid prefix length in gateway '{s}': 0..{max}"))
+        })?,
     };
     Ok((addr, len))
 }

@@ -7,9 +7,13 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::exit;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized (in captured facts) as `{"kind": "unknown", "message": "…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
 pub enum Error {
     /// Bad usage: unknown option, malformed target, bad config file (exit 64).
     Usage(String),

@@ -6,7 +6,7 @@
 //! - `bgp.session` — per peer: the session is Established.
 //! - `bgp.export`  — per (peer, prefix of a family the session carries): advertised.
 
-use crate::collect::bgp::{BgpError, BgpFacts, Export, Family, Peer, SpeakerKind};
+use crate::collect::bgp::{Answer, BgpError, BgpFacts, Export, Family, Peer, SpeakerKind, Spoken};
 use crate::model::Check;
 
 const DAEMON: &str = "bgp.daemon";
@@ -65,6 +65,65 @@ fn all_unknown(prefixes: &[String], why: &str) -> Vec<Check> {
         Check::unknown(EXPORT, format!("advertisements unknown: {why}")).fix("see bgp.daemon"),
     );
     out
+}
+
+/// A port's BGP rows from what every speaker said: each answered (`bgp.daemon`), has the port's
+/// host routes (`bgp.rib`), its sessions are up and it advertises them (`bgp.export`); all
+/// unknown, with the reason, when no speaker runs or one did not answer.
+pub fn port_rows(spoken: &[Spoken], prefixes: &[String]) -> Vec<Check> {
+    if spoken.is_empty() {
+        return no_speaker(prefixes);
+    }
+    spoken
+        .iter()
+        .flat_map(|s| match &s.answer {
+            Answer::Facts(f) => evaluate(f, prefixes),
+            Answer::Failed(e) => unreachable(&s.speaker.describe(), e, prefixes),
+            Answer::Panicked => vec![collector_panicked()],
+        })
+        .collect()
+}
+
+/// A gateway node's own BGP rows: each speaker answered (`bgp.daemon`) and its sessions
+/// (`bgp.session`).
+pub fn node_rows(spoken: &[Spoken]) -> Vec<Check> {
+    if spoken.is_empty() {
+        return vec![Check::unknown(
+            DAEMON,
+            "no BIRD or FRR process in this node's network namespace: tenant prefix advertisements unknown",
+        )
+        .evidence("no process named bird, bird6 or bgpd shares this network namespace")
+        .fix("start the routing daemon, or give --bird-socket/--frr-dir; on a node that does not announce tenant prefixes, use --no-bgp")];
+    }
+    spoken
+        .iter()
+        .flat_map(|s| match &s.answer {
+            Answer::Facts(f) => evaluate(f, &[]),
+            Answer::Failed(e) => unreachable(&s.speaker.describe(), e, &[])
+                .into_iter()
+                .take(1)
+                .collect(),
+            Answer::Panicked => vec![collector_panicked()],
+        })
+        .collect()
+}
+
+/// A router's BGP rows on a gateway: each tenant prefix in the speaker's table (`bgp.rib`) and
+/// advertised to every peer (`bgp.export`). Nothing when no speaker answered (the node's rows
+/// say why).
+pub fn router_rows(spoken: &[Spoken], prefixes: &[String]) -> Vec<Check> {
+    if prefixes.is_empty() {
+        return Vec::new();
+    }
+    spoken
+        .iter()
+        .filter_map(|s| match &s.answer {
+            Answer::Facts(f) => Some(f),
+            _ => None,
+        })
+        .flat_map(|f| evaluate(f, prefixes))
+        .filter(|c| c.id == RIB || c.id == EXPORT)
+        .collect()
 }
 
 /// Evaluate facts for the VM's prefixes (`198.51.100.11/32`, `2001:db8::11/128`).

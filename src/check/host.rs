@@ -15,7 +15,7 @@ pub struct HostFacts<'a> {
     pub sysctl: TapSysctls,
     /// The kernel's answer to `ip route get <vm-ip>` for each VM address (`Ok(None)`: no
     /// route; `Err`: the lookup itself failed).
-    pub lookups: BTreeMap<IpAddr, Result<Option<Route>, String>>,
+    pub lookups: BTreeMap<IpAddr, crate::error::Result<Option<Route>>>,
 }
 
 fn fmt_route(net: &HostNet, r: &Route) -> String {
@@ -442,7 +442,7 @@ pub fn route_checks(id: &Identity, want: &Desired, f: &HostFacts) -> Vec<Check> 
             .lookups
             .get(&ip)
             .cloned()
-            .unwrap_or_else(|| Err("not looked up".into()));
+            .unwrap_or_else(|| Err(crate::error::Error::unknown("not looked up")));
         out.push(match lk {
             Err(e) => Check::unknown("route.lookup", format!("the kernel's route lookup for {ip} failed"))
                 .subject(subject.clone())
@@ -765,7 +765,10 @@ mod tests {
             gateway: None,
         }];
         let mut f = facts(&n);
-        f.lookups.insert(ip("198.51.100.11"), Err("EPERM".into()));
+        f.lookups.insert(
+            ip("198.51.100.11"),
+            Err(crate::error::Error::unknown("EPERM")),
+        );
         let cs = route_checks(&id(), &want(), &f);
         let rh = cs
             .iter()

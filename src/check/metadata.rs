@@ -141,7 +141,7 @@ fn endpoint(a: IpAddr, p: u16) -> String {
 /// `local_addrs` are the addresses of this network namespace.
 pub fn check_metadata(
     fw: &FirewallFacts,
-    sockets: &Result<Vec<Listener>, String>,
+    sockets: &crate::error::Result<Vec<Listener>>,
     local_addrs: &[IpAddr],
     tap: &str,
     vm_ip: IpAddr,
@@ -356,7 +356,7 @@ mod tests {
         FirewallFacts::from_nft_json(json)
     }
 
-    fn proxy() -> Result<Vec<Listener>, String> {
+    fn proxy() -> crate::error::Result<Vec<Listener>> {
         let mut l = parse_proc_net_tcp(include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/fw/proc-net-tcp"
@@ -524,7 +524,9 @@ mod tests {
             .any(|e| e.contains("Operation not permitted")));
         let c = check_metadata(
             &ipt(dnat),
-            &Err("cannot read /proc/thread-self/net/tcp".into()),
+            &Err(crate::error::Error::unknown(
+                "cannot read /proc/thread-self/net/tcp",
+            )),
             &local,
             TAP,
             vm(),

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::collect::keepalived::{Keepalived, Reported, VrrpInstance};
 use crate::collect::netlink::HostNet;
 use crate::collect::nsscan::Conntrack;
+use crate::collect::peer::PeerDoc;
 use crate::model::{Check, Status};
 
 /// Router check ids, in the order they run, with their meaning.
@@ -225,25 +226,14 @@ pub fn ovs_check(
     }
 }
 
-/// What was seen on the wire for one router (see `collect::vrrp`).
-#[derive(Debug, Clone, Default)]
-pub struct Wire {
-    /// Adverts heard on the HA interface, or why listening failed.
-    pub heard: Option<Result<crate::collect::vrrp::Heard, String>>,
-    /// The router's own addresses on the HA interface (its own adverts are not another router's).
-    pub own: Vec<std::net::Ipv4Addr>,
-    /// The gateway address probed, and the other MACs that answered (or why probing failed).
-    pub dad: Option<(std::net::Ipv4Addr, Result<Vec<String>, String>)>,
-}
-
 /// Checks from the wire: adverts heard, and the duplicate-address probe.
-pub fn wire_checks(f: &RouterFacts, w: &Wire) -> Vec<Check> {
+pub fn wire_checks(f: &RouterFacts, w: &crate::collect::vrrp::Wire) -> Vec<Check> {
     let mut out = Vec::new();
     let primary = holds_vip(f) == Some(true);
     let vrid = f.instance.as_ref().ok().and_then(|i| i.vrid);
     if let (Some(h), Some(vrid)) = (&w.heard, vrid) {
         out.push(match h {
-            Err(e) => Check::unknown("router.adverts", "could not listen for VRRP adverts").evidence(e.clone()).fix("run as root"),
+            Err(e) => Check::unknown("router.adverts", "could not listen for VRRP adverts").evidence(e.to_string()).fix("run as root"),
             Ok(h) => {
                 let others: Vec<(std::net::Ipv4Addr, u32)> = h
                     .by_vrid
@@ -266,7 +256,7 @@ pub fn wire_checks(f: &RouterFacts, w: &Wire) -> Vec<Check> {
     }
     if let Some((target, r)) = &w.dad {
         out.push(match r {
-            Err(e) => Check::unknown("router.dad", format!("could not probe {target}")).evidence(e.clone()).fix("run as root"),
+            Err(e) => Check::unknown("router.dad", format!("could not probe {target}")).evidence(e.to_string()).fix("run as root"),
             Ok(m) if m.is_empty() => Check::ok("router.dad", format!("no other MAC answers for {target}")),
             Ok(m) => Check::fail("router.dad", format!("another router also holds {target}: {} answered", m.join(", ")))
                 .evidences(m.iter().map(|x| format!("ARP reply for {target} from {x}")))
@@ -657,6 +647,73 @@ pub fn checks(f: &RouterFacts) -> Vec<Check> {
         .fix("run as root"),
     });
     out
+}
+
+/// The router's tenant prefixes: the subnets of its qr- gateway addresses (from keepalived.conf's
+/// `virtual_ipaddress_excluded`, which both gateways have; else the qr- addresses configured),
+/// link-local ones left out.
+pub fn tenant_prefixes(
+    instances: &crate::error::Result<Vec<VrrpInstance>>,
+    net: &crate::error::Result<HostNet>,
+) -> Vec<(IpAddr, u8)> {
+    let from_conf: Vec<(IpAddr, u8)> = instances
+        .iter()
+        .flatten()
+        .flat_map(|i| &i.excluded)
+        .filter(|a| a.dev.as_deref().is_some_and(|d| d.starts_with("qr-")))
+        .map(|a| (a.addr, a.prefix_len))
+        .collect();
+    let pairs = if from_conf.is_empty() {
+        net.as_ref()
+            .map(|n| {
+                n.addrs
+                    .iter()
+                    .filter(|a| n.ifname(a.index).starts_with("qr-"))
+                    .map(|a| (a.addr, a.prefix_len))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        from_conf
+    };
+    let mut out: Vec<(IpAddr, u8)> = pairs
+        .into_iter()
+        .filter(|(a, _)| !crate::collect::netlink::is_link_local(a))
+        .map(|(a, l)| (crate::collect::netlink::network_of(a, l), l))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `router.peer`: exactly one of the two gateways is primary for the router (`--peer`).
+pub fn peer_check(id: &str, mine: &Views, peer: &PeerDoc) -> Check {
+    let host = peer.host.clone().unwrap_or_else(|| "the peer".into());
+    let Some(other) = peer.routers.iter().find(|r| r.router_id == id) else {
+        return Check::warn("router.peer", format!("{host} does not have router {id}"))
+            .fix("the router should be scheduled on two gateways: `openstack network agent list --router ID`");
+    };
+    let here = mine.addresses == "primary";
+    let there = other.views.addresses == "primary";
+    let ev = vec![
+        format!(
+            "here: addresses {}, state file {}",
+            mine.addresses, mine.state_file
+        ),
+        format!(
+            "{host}: addresses {}, state file {}",
+            other.views.addresses, other.views.state_file
+        ),
+    ];
+    match (here, there) {
+        (true, true) => Check::fail("router.peer", format!("split-brain: primary here and on {host}"))
+            .evidences(ev)
+            .fix("VRRP between the gateways is cut (check the HA network and IP protocol 112 in the firewall); restart keepalived on one side"),
+        (false, false) => Check::fail("router.peer", format!("no primary: neither here nor on {host}"))
+            .evidences(ev)
+            .fix("check keepalived on both gateways and the ha- ports (`openstack port list --device-owner network:router_ha_interface`)"),
+        _ => Check::ok("router.peer", format!("exactly one primary ({})", if here { "here" } else { host.as_str() })).evidences(ev),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! One file per subcommand: argument definitions and rendering; the work is elsewhere.
 
+pub mod args;
 pub mod plumb;
 pub mod probe;
 pub mod routers;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::GlobalArgs;
-use crate::cmd::walk::PortArgs;
-use crate::model::{exit, Check, Status};
+use super::args::{self, GlobalArgs, PortArgs};
+use crate::error::{Error, Result};
+use crate::model::{Check, Status};
 use crate::output::Style;
 use crate::plumb::{self, apply::Inject, records::Trust, PlumbOptions, PlumbReport};
 
@@ -43,30 +43,29 @@ pub struct PlumbArgs {
     pub audit_log: PathBuf,
 }
 
-fn usage(msg: &str) -> u8 {
-    eprintln!("vmpath plumb: {msg}");
-    exit::USAGE
-}
-
 /// Test hooks, read from the environment (documented in README.md as test-only).
-fn test_hooks() -> Result<(Option<Inject>, Option<Duration>), String> {
+fn test_hooks() -> Result<(Option<Inject>, Option<Duration>)> {
     let inject = match std::env::var("VMPATH_PLUMB_FAIL_STEP") {
         Ok(v) => Some(Inject::parse(&v).ok_or_else(|| {
-            format!("VMPATH_PLUMB_FAIL_STEP='{v}': a step number from 1, or 'verify' (test hook)")
+            Error::usage(format!(
+                "VMPATH_PLUMB_FAIL_STEP='{v}': a step number from 1, or 'verify' (test hook)"
+            ))
         })?),
         Err(_) => None,
     };
     let hold = match std::env::var("VMPATH_PLUMB_HOLD_MS") {
         Ok(v) => Some(Duration::from_millis(v.trim().parse().map_err(|_| {
-            format!("VMPATH_PLUMB_HOLD_MS='{v}': milliseconds (test hook)")
+            Error::usage(format!(
+                "VMPATH_PLUMB_HOLD_MS='{v}': milliseconds (test hook)"
+            ))
         })?)),
         Err(_) => None,
     };
     Ok((inject, hold))
 }
 
-pub fn options(g: &GlobalArgs, a: &PlumbArgs) -> Result<PlumbOptions, String> {
-    let mut walk = crate::cmd::walk::options(g, &a.walk, None)?;
+pub fn options(g: &GlobalArgs, a: &PlumbArgs) -> Result<PlumbOptions> {
+    let mut walk = args::walk_options(g, &a.walk, None)?;
     walk.overrides.ips = a.ips.clone();
     let (inject, hold) = test_hooks()?;
     Ok(PlumbOptions {
@@ -83,28 +82,18 @@ pub fn options(g: &GlobalArgs, a: &PlumbArgs) -> Result<PlumbOptions, String> {
     })
 }
 
-pub fn exec(g: &GlobalArgs, a: &PlumbArgs) -> u8 {
-    let opts = match options(g, a) {
-        Ok(o) => o,
-        Err(e) => return usage(&e),
-    };
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "vmpath plumb: needs root: it reads the firewall and daemons like walk, and changes links, addresses, routes, sysctls and dnsmasq's host files. Run it with sudo."
-        );
-        return exit::UNKNOWN;
+pub fn exec(g: &GlobalArgs, a: &PlumbArgs) -> Result<u8> {
+    let opts = options(g, a)?;
+    if !crate::collect::caps::is_root() {
+        return Err(Error::privilege(
+            "needs root: it reads the firewall and daemons like walk, and changes links, addresses, routes, sysctls and dnsmasq's host files. Run it with sudo.",
+        ));
     }
-    let report = match plumb::run(&opts) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("vmpath plumb: {}", e.message);
-            return e.exit_code;
-        }
-    };
+    let report = plumb::run(&opts)?;
     let res = crate::output::emit(g.json, &report, |out| {
         render(out, &report, Style::detect(g.verbose))
     });
-    crate::output::exit_after("plumb", res, report.exit_code)
+    Ok(crate::output::exit_after("plumb", res, report.exit_code))
 }
 
 fn name(c: &Check) -> String {

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use comfy_table::{presets, Cell, ContentArrangement, Table};
 use serde::Serialize;
 
-use crate::cli::GlobalArgs;
+use super::args::GlobalArgs;
 use crate::config;
 use crate::model::exit;
 use crate::output::Style;

@@ -1,16 +1,15 @@
-//! `vmpath walk TARGET`.
-
-use std::path::PathBuf;
+//! `vmpath walk TARGET`: arguments and rendering; the work is in `crate::walk` (and, on a
+//! gateway node, `crate::gateway`).
 
 use clap::Args;
 
-use crate::cli::GlobalArgs;
-use crate::config::{self, Config};
-use crate::model::exit;
+use super::args::{self, GlobalArgs, PortArgs};
+use crate::collect::caps;
+use crate::error::{Error, Result};
+use crate::gateway::{self, RouterTarget};
 use crate::output::{self, Style};
-use crate::port::Overrides;
-use crate::target::Target;
-use crate::walk::{self, WalkOptions};
+use crate::port::target::Target;
+use crate::walk;
 
 #[derive(Debug, Args)]
 pub struct WalkArgs {
@@ -22,142 +21,39 @@ pub struct WalkArgs {
     pub flow: Option<String>,
 }
 
-/// The port and where to read its host state: shared by `walk` and `plumb`.
-#[derive(Debug, Args)]
-pub struct PortArgs {
-    /// VM IPv4/IPv6 address, Neutron port UUID (or its 11-character prefix), tap name, or MAC
-    #[arg(value_name = "TARGET")]
-    pub target: String,
-    /// How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms
-    #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
-    /// Expected network MTU (default: dnsmasq's MTU option)
-    #[arg(long, value_name = "BYTES")]
-    pub mtu: Option<u32>,
-    /// Expected gateway address on the tap, ADDR/LEN; repeat for IPv4 and IPv6
-    /// (default: dnsmasq's router option, the other taps' gateway address)
-    #[arg(long, value_name = "ADDR/LEN")]
-    pub gateway: Vec<String>,
-    /// The port's MAC, when the host's records are not to be trusted
-    #[arg(long, value_name = "MAC")]
-    pub mac: Option<String>,
-    /// BIRD control socket (default: from the running bird's -s option)
-    #[arg(long, value_name = "PATH")]
-    pub bird_socket: Option<PathBuf>,
-    /// FRR vty socket directory holding bgpd.vty (default: from the running bgpd's -N option)
-    #[arg(long, value_name = "DIR")]
-    pub frr_dir: Option<PathBuf>,
-    /// dnsmasq hosts dir (default: from the running dnsmasq's --dhcp-hostsdir)
-    #[arg(long, value_name = "DIR")]
-    pub dhcp_hostsdir: Option<PathBuf>,
-}
-
-fn usage(msg: &str) -> u8 {
-    eprintln!("vmpath walk: {msg}");
-    exit::USAGE
-}
-
-/// Build the checked options from flags and the config file; `flow` is walk's `--flow`.
-pub fn options(g: &GlobalArgs, a: &PortArgs, flow: Option<&str>) -> Result<WalkOptions, String> {
-    let cfg = Config::load(g.config.as_deref())?;
-    let target = Target::parse(&a.target)?;
-    let timeout = config::parse_duration(
-        a.timeout
-            .as_deref()
-            .or(cfg.timeout.as_deref())
-            .unwrap_or("2s"),
-    )?;
-    let gw_src = if a.gateway.is_empty() {
-        &cfg.gateways
-    } else {
-        &a.gateway
-    };
-    let gateways = gw_src
-        .iter()
-        .map(|g| config::parse_gateway(g))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mac = match &a.mac {
-        Some(m) => Some(
-            crate::target::parse_mac(m)
-                .ok_or_else(|| format!("invalid --mac '{m}': use aa:bb:cc:dd:ee:ff"))?,
-        ),
-        None => None,
-    };
-    if let Some(m) = a.mtu.or(cfg.mtu) {
-        if !(68..=65535).contains(&m) {
-            return Err(format!("invalid MTU {m}: 68..65535"));
-        }
-    }
-    if let Some(f) = flow {
-        crate::check::sg::parse_flow(f).map_err(|e| format!("invalid --flow: {e}"))?;
-    }
-    Ok(WalkOptions {
-        target,
-        flow: flow.map(str::to_string),
-        timeout,
-        overrides: Overrides {
-            mtu: a.mtu.or(cfg.mtu),
-            gateways,
-            mac,
-            ips: Vec::new(),
-        },
-        bird_socket: a.bird_socket.clone().or(cfg.bird_socket),
-        frr_dir: a.frr_dir.clone().or(cfg.frr_dir),
-        dhcp_hostsdir: a.dhcp_hostsdir.clone().or(cfg.dhcp_hostsdir),
-    })
-}
-
-/// Missing privileges: the reason, or None when we may read everything.
-pub fn privilege_problem() -> Option<String> {
-    if nix::unistd::geteuid().is_root() {
-        return None;
-    }
-    // CAP_NET_ADMIN (12) is what iptables-save, nft and the daemons' sockets need.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    if cap_eff & (1 << 12) != 0 {
-        return None;
-    }
-    Some(
-        "vmpath walk needs root (or CAP_NET_ADMIN): reading firewall rules (iptables-save, nft) and \
-the routing daemons' control sockets is privileged. Run it with sudo."
-            .into(),
-    )
-}
-
-pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> u8 {
-    let opts = match options(g, &a.port, a.flow.as_deref()) {
-        Ok(o) => o,
-        Err(e) => return usage(&e),
-    };
-    if let Some(p) = privilege_problem() {
-        eprintln!("vmpath walk: {p}");
-        return exit::UNKNOWN;
+pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
+    let opts = args::walk_options(g, &a.port, a.flow.as_deref())?;
+    if !caps::has(caps::CAP_NET_ADMIN) {
+        return Err(Error::privilege(
+            "vmpath walk needs root (or CAP_NET_ADMIN): reading firewall rules (iptables-save, nft) and \
+the routing daemons' control sockets is privileged. Run it with sudo.",
+        ));
     }
     // On a gateway node a router id names its qrouter namespace: the router's walk.
+    let gw = gateway_options(g, &opts)?;
     if matches!(opts.target, Target::PortId(_) | Target::PortPrefix(_)) {
-        if let Some(code) = crate::cmd::routers::walk_on_gateway(g, &opts.target) {
-            return code;
+        if let Some(r) = gateway::router_for(&opts.target, &gw) {
+            return walk_router(g, &r, gw);
         }
     }
-    let report = match walk::run(&opts) {
-        Ok(r) => r,
-        Err(e) => {
-            // Not a port here: on a gateway node, a tenant address names the router serving it.
-            if matches!(opts.target, Target::Ip(_)) && e.exit_code == exit::USAGE {
-                if let Some(code) = crate::cmd::routers::walk_on_gateway(g, &opts.target) {
-                    return code;
+    let walked = match walk::run(&opts) {
+        Ok(w) => w,
+        // Not a port here: on a gateway node, a tenant address names the router serving it.
+        Err(Error::NotHere(m)) => {
+            if matches!(opts.target, Target::Ip(_)) {
+                if let Some(r) = gateway::router_for(&opts.target, &gw) {
+                    return walk_router(g, &r, gw);
                 }
             }
-            eprintln!("vmpath walk: {}", e.message);
-            return e.exit_code;
+            return Err(Error::NotHere(m));
         }
+        Err(e) => return Err(e),
     };
-    let res = output::emit(g.json, &report, |out| {
+    if let Some(path) = std::env::var_os("VMPATH_FACTS_OUT") {
+        output::write_facts(std::path::Path::new(&path), &walked.facts);
+    }
+    let report = &walked.report;
+    let res = output::emit(g.json, report, |out| {
         let style = Style::detect(g.verbose);
         writeln!(
             out,
@@ -184,5 +80,39 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> u8 {
             )
         )
     });
-    output::exit_after("walk", res, report.exit_code)
+    Ok(output::exit_after("walk", res, report.exit_code))
+}
+
+/// What `vmpath router ID` would read on this node, with the walk's timeout and sources.
+fn gateway_options(g: &GlobalArgs, opts: &walk::WalkOptions) -> Result<gateway::Options> {
+    let cfg = crate::config::Config::load(g.config.as_deref())?;
+    let mut o = gateway::Options::new(opts.timeout);
+    o.ha_confs = cfg.ha_confs;
+    o.bgp_overrides = crate::collect::bgp::Overrides {
+        bird_socket: opts.sources.bird_socket.clone(),
+        frr_dir: opts.sources.frr_dir.clone(),
+    };
+    Ok(o)
+}
+
+/// The walk of a router on a gateway node: `vmpath router ID`'s checks.
+fn walk_router(g: &GlobalArgs, r: &RouterTarget, mut opts: gateway::Options) -> Result<u8> {
+    if let (Some((ip, prefixes)), false) = (&r.behind, g.json) {
+        println!(
+            "vmpath walk {ip}: no port for it on this gateway node; it is behind router {} (tenant prefix {}):",
+            r.router_id,
+            prefixes.join(", ")
+        );
+    }
+    // As `vmpath router ID`: listening on the wire too.
+    opts.only = Some(r.router_id.clone());
+    opts.wire = true;
+    let rep = gateway::run(&opts)?;
+    let style = Style::detect(g.verbose);
+    let res = output::emit(g.json, &rep, |out| output::routers::one(out, &rep, style));
+    Ok(output::exit_after(
+        "walk",
+        res,
+        crate::model::exit_code(rep.verdict),
+    ))
 }

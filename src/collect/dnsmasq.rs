@@ -5,12 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::procs::{Process, ProcessSource};
 
 /// One `dhcp-host` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostEntry {
     pub macs: Vec<String>,
     pub ipv4: Option<Ipv4Addr>,
@@ -116,7 +116,7 @@ pub fn parse_host_entry(line: &str, source: &str) -> Option<HostEntry> {
 }
 
 /// A `dhcp-range`, reduced to what the walk needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Range {
     pub tags: Vec<String>,
     pub start: IpAddr,
@@ -171,7 +171,7 @@ pub fn parse_range(v: &str) -> Option<Range> {
 }
 
 /// A `dhcp-option` / `dhcp-option-force` value: its tag conditions, option and value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DhcpOption {
     pub tags: Vec<String>,
     /// Option name (`router`, `mtu`) or number as text (`3`, `26`).
@@ -218,7 +218,7 @@ pub fn parse_option(v: &str, forced: bool) -> Option<DhcpOption> {
 }
 
 /// Everything vmpath reads of one dnsmasq instance.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dnsmasq {
     pub pid: Option<u32>,
     pub origin: String,

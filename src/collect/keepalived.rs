@@ -12,12 +12,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::procs::{self, Process};
 
+use crate::error::Error;
+
 /// An address line of `virtual_ipaddress` / `virtual_ipaddress_excluded`: `ADDR/LEN dev IF`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VirtualAddr {
     pub addr: IpAddr,
     pub prefix_len: u8,
@@ -38,7 +40,7 @@ impl std::fmt::Display for VirtualAddr {
 }
 
 /// One `vrrp_instance` block.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VrrpInstance {
     pub name: String,
     /// The configured initial state (Neutron: always BACKUP with nopreempt).
@@ -142,7 +144,11 @@ fn vaddr(words: &[String]) -> Option<VirtualAddr> {
 
 /// The VRRP instances of a keepalived config. Unknown keywords are ignored; a config whose
 /// braces do not balance is an error.
-pub fn parse_conf(text: &str) -> Result<Vec<VrrpInstance>, String> {
+pub fn parse_conf(text: &str) -> Result<Vec<VrrpInstance>, Error> {
+    parse_conf_text(text).map_err(Error::Unknown)
+}
+
+fn parse_conf_text(text: &str) -> Result<Vec<VrrpInstance>, String> {
     let nodes = tree(&tokenize(text))?;
     let mut out = Vec::new();
     for n in &nodes {
@@ -203,7 +209,7 @@ pub fn parse_state(text: &str) -> Option<String> {
 }
 
 /// A running keepalived (the parent process) and where it runs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Keepalived {
     pub pid: u32,
     /// Its `-f` config, as readable from here.
@@ -282,7 +288,7 @@ pub fn discover() -> Vec<Keepalived> {
 }
 
 /// One VRRP instance as keepalived itself reports it (its JSON dump, `keepalived --signum=JSON`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reported {
     /// `VR_1`.
     pub iname: String,
@@ -314,7 +320,11 @@ pub fn state_name(n: u64) -> String {
 }
 
 /// Parse keepalived's `keepalived.json` (an array of `{"data": {…}, "stats": {…}}`).
-pub fn parse_json(text: &str) -> Result<Vec<Reported>, String> {
+pub fn parse_json(text: &str) -> Result<Vec<Reported>, Error> {
+    parse_dump(text).map_err(Error::Unknown)
+}
+
+fn parse_dump(text: &str) -> Result<Vec<Reported>, String> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not keepalived's JSON dump: {e}"))?;
     let arr = v
@@ -383,7 +393,7 @@ pub fn dump_dir(k: &Keepalived) -> PathBuf {
 /// The signal number that makes this keepalived write its JSON dump, from its own binary
 /// (`keepalived --signum=JSON`: the number differs between builds; a build without JSON
 /// support refuses).
-pub fn json_signal(pid: u32, timeout: Duration) -> Result<i32, String> {
+pub fn json_signal(pid: u32, timeout: Duration) -> Result<i32, Error> {
     let exe = format!("/proc/{pid}/exe");
     let mut last = String::new();
     for bin in [exe.as_str(), "keepalived"] {
@@ -401,10 +411,10 @@ pub fn json_signal(pid: u32, timeout: Duration) -> Result<i32, String> {
                     String::from_utf8_lossy(&r.stderr).trim()
                 )
             }
-            Err(e) => last = e,
+            Err(e) => last = e.to_string(),
         }
     }
-    Err(last)
+    Err(Error::Unknown(last))
 }
 
 /// Ask one keepalived for its own view: send it the JSON signal and read the dump it writes,
@@ -417,7 +427,7 @@ pub fn ask(
     signal: i32,
     interface: Option<&str>,
     deadline: Instant,
-) -> Result<Vec<Reported>, String> {
+) -> Result<Vec<Reported>, Error> {
     let path = dump_dir(k).join("keepalived.json");
     let stamp = |p: &Path| {
         std::fs::metadata(p)
@@ -426,15 +436,16 @@ pub fn ask(
     };
     let before = stamp(&path);
     let old = std::fs::read_to_string(&path).ok();
-    let pid = libc::pid_t::try_from(k.pid).map_err(|_| format!("bad pid {}", k.pid))?;
+    let pid =
+        libc::pid_t::try_from(k.pid).map_err(|_| Error::unknown(format!("bad pid {}", k.pid)))?;
     // SAFETY: kill(2) with a pid and a signal number; no memory is involved. (libc, not nix:
     // the JSON signal is a real-time one, which nix's Signal enum cannot carry.)
     if unsafe { libc::kill(pid, signal) } != 0 {
-        return Err(format!(
+        return Err(Error::unknown(format!(
             "cannot signal keepalived pid {}: {}",
             k.pid,
             std::io::Error::last_os_error()
-        ));
+        )));
     }
     let mut last = String::from("no dump written");
     loop {
@@ -456,18 +467,18 @@ pub fn ask(
                         )
                     }
                     // Being written: read again.
-                    Err(e) => last = e,
+                    Err(e) => last = e.to_string(),
                 },
                 Ok(_) => {}
                 Err(e) => last = format!("{}: {e}", path.display()),
             }
         }
         if Instant::now() >= deadline {
-            return Err(format!(
+            return Err(Error::unknown(format!(
                 "keepalived pid {} wrote no usable {} in time ({last})",
                 k.pid,
                 path.display()
-            ));
+            )));
         }
         std::thread::sleep(Duration::from_micros(200));
     }

@@ -2,10 +2,12 @@
 //! next to their thin I/O edge and are unit-tested on captured real output.
 
 pub mod bgp;
+pub mod caps;
 pub mod child;
 pub mod deadline;
 pub mod dnsmasq;
 pub mod firewall;
+pub mod hostname;
 pub mod iface;
 pub mod keepalived;
 pub mod netlink;
@@ -13,6 +15,7 @@ pub mod netns;
 pub mod nftables;
 pub mod nsscan;
 pub mod ovsdb;
+pub mod peer;
 pub mod procs;
 pub mod sockets;
 pub mod sysctl;

@@ -15,9 +15,9 @@ use rtnetlink::packet_route::{
     },
     AddressFamily,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub index: u32,
     pub name: String,
@@ -45,7 +45,7 @@ impl Link {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Addr {
     pub index: u32,
     pub addr: IpAddr,
@@ -54,13 +54,13 @@ pub struct Addr {
     pub scope: u8,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NextHop {
     pub oif: Option<u32>,
     pub gateway: Option<IpAddr>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     pub dst: IpAddr,
     pub prefix_len: u8,
@@ -81,7 +81,7 @@ impl Route {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Neigh {
     pub index: u32,
     pub ip: IpAddr,
@@ -92,7 +92,7 @@ pub struct Neigh {
 }
 
 /// One read of the namespace's networking state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostNet {
     pub links: Vec<Link>,
     pub addrs: Vec<Addr>,

@@ -9,19 +9,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::netlink::{HostNet, Netlink};
+use crate::error::Error;
 
 /// One namespace under the netns directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NsEntry {
     pub name: String,
     pub path: PathBuf,
 }
 
 /// Conntrack state of one namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conntrack {
     /// `nf_conntrack_count` of the namespace (`None`: conntrack not loaded/used there).
     pub count: Option<u64>,
@@ -32,10 +33,10 @@ pub struct Conntrack {
 }
 
 /// What was read in one namespace.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NsFacts {
     pub name: String,
-    pub net: Result<HostNet, String>,
+    pub net: Result<HostNet, Error>,
     pub conntrack: Conntrack,
 }
 
@@ -99,13 +100,15 @@ pub fn read_here(name: &str, timeout: Duration) -> NsFacts {
         .build()
     {
         Ok(rt) => rt.block_on(async {
-            let nl = Netlink::open().map_err(|e| e.to_string())?;
+            let nl = Netlink::open().map_err(|e| Error::unknown(e.to_string()))?;
             match tokio::time::timeout(timeout, nl.snapshot()).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("rtnetlink did not answer within {timeout:?}")),
+                Ok(r) => r.map_err(|e| Error::unknown(e.to_string())),
+                Err(_) => Err(Error::unknown(format!(
+                    "rtnetlink did not answer within {timeout:?}"
+                ))),
             }
         }),
-        Err(e) => Err(format!("cannot start a runtime: {e}")),
+        Err(e) => Err(Error::unknown(format!("cannot start a runtime: {e}"))),
     };
     // /proc/sys/net and /proc/thread-self/net resolve to this thread's namespace.
     let count = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_count")
@@ -179,13 +182,13 @@ pub fn scan(entries: &[NsEntry], workers: usize, timeout: Duration) -> Vec<NsFac
 
 /// Run `f(i)` inside the namespace `paths[i]` for every i, on up to `workers` threads (setns per
 /// thread). Sockets opened by `f` stay bound to that namespace and may be used from anywhere.
-pub fn run_in_each<T, F>(paths: &[PathBuf], workers: usize, f: F) -> Vec<Result<T, String>>
+pub fn run_in_each<T, F>(paths: &[PathBuf], workers: usize, f: F) -> Vec<Result<T, Error>>
 where
     T: Send,
     F: Fn(usize) -> T + Sync,
 {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<T, String>>>> =
+    let results: Mutex<Vec<Option<Result<T, Error>>>> =
         Mutex::new((0..paths.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..workers.clamp(1, 64).min(paths.len().max(1)) {
@@ -201,12 +204,12 @@ where
                         {
                             Ok(f(i))
                         }
-                        Ok(_) => Err(format!(
+                        Ok(_) => Err(Error::unknown(format!(
                             "cannot enter {}: {}",
                             p.display(),
                             std::io::Error::last_os_error()
-                        )),
-                        Err(e) => Err(format!("cannot open {}: {e}", p.display())),
+                        ))),
+                        Err(e) => Err(Error::unknown(format!("cannot open {}: {e}", p.display()))),
                     };
                     if let Ok(mut v) = results.lock() {
                         v[i] = Some(r);
@@ -219,14 +222,14 @@ where
         .into_inner()
         .unwrap_or_default()
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err("not run".into())))
+        .map(|r| r.unwrap_or_else(|| Err(Error::unknown("not run"))))
         .collect()
 }
 
 fn failed(name: &str, why: String) -> NsFacts {
     NsFacts {
         name: name.to_string(),
-        net: Err(why),
+        net: Err(Error::Unknown(why)),
         conntrack: Conntrack::default(),
     }
 }
@@ -253,6 +256,9 @@ mod tests {
         }];
         let r = scan(&e, 4, Duration::from_secs(1));
         assert_eq!(r.len(), 1);
-        assert!(r[0].net.as_ref().is_err_and(|m| m.contains("cannot open")));
+        assert!(r[0]
+            .net
+            .as_ref()
+            .is_err_and(|m| m.message().contains("cannot open")));
     }
 }

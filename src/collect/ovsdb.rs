@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::collect::deadline::{connect_unix, read_some_by, write_all_by, Deadline};
 use crate::error::{Error, Result};
 
 /// One OVS interface with what Neutron writes on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OvsPort {
     pub name: String,
     /// `""` (system), `internal`, `vxlan`, `patch`, …

@@ -6,8 +6,10 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 /// One process: its pid, `comm` (executable base name) and argv.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     pub pid: u32,
     /// Base name of argv[0] (more reliable than `comm`, which is cut to 15 bytes).
@@ -108,7 +110,7 @@ pub trait ProcessSource {
 }
 
 /// Processes of the current network namespace, read once.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ProcTable {
     pub procs: Vec<Process>,
 }

@@ -15,10 +15,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use crate::collect::procs::parse_cmdline;
+use crate::error::Error;
 
 /// A process holding a socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     pub pid: u32,
     /// Base name of argv[0] (`python3`, `haproxy`).
@@ -27,7 +30,7 @@ pub struct Owner {
 }
 
 /// A socket in LISTEN state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listener {
     pub addr: IpAddr,
     pub port: u16,
@@ -53,20 +56,20 @@ impl Listener {
 }
 
 /// Listening sockets of this thread's netns, with owners resolved for every listener.
-pub fn collect() -> Result<Vec<Listener>, String> {
+pub fn collect() -> Result<Vec<Listener>, Error> {
     collect_for_ports(None)
 }
 
 /// Listening sockets; owners are resolved only for listeners on `ports` (all when `None`),
 /// which keeps the /proc scan short. Error when neither netlink nor `/proc/.../net/tcp` can be
 /// read.
-pub fn collect_for_ports(ports: Option<&[u16]>) -> Result<Vec<Listener>, String> {
+pub fn collect_for_ports(ports: Option<&[u16]>) -> Result<Vec<Listener>, Error> {
     collect_among(ports, None)
 }
 
 /// [`collect_for_ports`], looking for owners only among `pids` (the processes already known to
 /// share this network namespace) when given.
-pub fn collect_among(ports: Option<&[u16]>, pids: Option<&[u32]>) -> Result<Vec<Listener>, String> {
+pub fn collect_among(ports: Option<&[u16]>, pids: Option<&[u32]>) -> Result<Vec<Listener>, Error> {
     let mut all = match sock_diag_listeners() {
         Ok(l) => l,
         Err(_) => proc_listeners()?,
@@ -125,13 +128,15 @@ fn hex_addr(s: &str) -> Option<IpAddr> {
 }
 
 /// LISTEN sockets from `/proc/thread-self/net/tcp` and `tcp6`.
-pub fn proc_listeners() -> Result<Vec<Listener>, String> {
+pub fn proc_listeners() -> Result<Vec<Listener>, Error> {
     let base = ["/proc/thread-self/net", "/proc/self/net"]
         .into_iter()
         .find(|d| Path::new(d).join("tcp").exists())
-        .ok_or("cannot read /proc/thread-self/net/tcp: is /proc mounted?")?;
+        .ok_or(crate::error::Error::unknown(
+            "cannot read /proc/thread-self/net/tcp: is /proc mounted?",
+        ))?;
     let v4 = fs::read_to_string(format!("{base}/tcp"))
-        .map_err(|e| format!("cannot read {base}/tcp: {e}"))?;
+        .map_err(|e| Error::unknown(format!("cannot read {base}/tcp: {e}")))?;
     let mut all = parse_proc_net_tcp(&v4);
     // tcp6 is absent when IPv6 is disabled: not an error.
     if let Ok(v6) = fs::read_to_string(format!("{base}/tcp6")) {
@@ -171,7 +176,7 @@ fn diag_request(family: u8, seq: u32) -> Vec<u8> {
 }
 
 /// Parse the netlink messages of one dump reply. `Ok(true)` when the dump is done.
-pub fn parse_diag_reply(buf: &[u8], out: &mut Vec<Listener>) -> Result<bool, String> {
+pub fn parse_diag_reply(buf: &[u8], out: &mut Vec<Listener>) -> Result<bool, Error> {
     let u16_at = |o: usize| buf.get(o..o + 2).map(|s| u16::from_ne_bytes([s[0], s[1]]));
     let u32_at = |o: usize| {
         buf.get(o..o + 4)
@@ -184,7 +189,9 @@ pub fn parse_diag_reply(buf: &[u8], out: &mut Vec<Listener>) -> Result<bool, Str
         };
         let len = len as usize;
         if len < 16 || off + len > buf.len() {
-            return Err("sock_diag: truncated netlink message".into());
+            return Err(crate::error::Error::unknown(
+                "sock_diag: truncated netlink message",
+            ));
         }
         match ty {
             NLMSG_DONE => return Ok(true),
@@ -192,10 +199,10 @@ pub fn parse_diag_reply(buf: &[u8], out: &mut Vec<Listener>) -> Result<bool, Str
                 let errno = u32_at(off + 16)
                     .map(|e| (e as i32).wrapping_neg())
                     .unwrap_or(0);
-                return Err(format!(
+                return Err(Error::unknown(format!(
                     "sock_diag refused: {}",
                     std::io::Error::from_raw_os_error(errno)
-                ));
+                )));
             }
             SOCK_DIAG_BY_FAMILY if len >= 16 + DIAG_MSG_LEN => {
                 let m = &buf[off + 16..off + 16 + DIAG_MSG_LEN];
@@ -226,7 +233,7 @@ pub fn parse_diag_reply(buf: &[u8], out: &mut Vec<Listener>) -> Result<bool, Str
 }
 
 /// LISTEN sockets of this thread's netns through NETLINK_SOCK_DIAG (IPv4 and IPv6).
-pub fn sock_diag_listeners() -> Result<Vec<Listener>, String> {
+pub fn sock_diag_listeners() -> Result<Vec<Listener>, Error> {
     // SAFETY: plain socket(2) call; the descriptor is owned right below.
     let fd = unsafe {
         libc::socket(
@@ -236,10 +243,10 @@ pub fn sock_diag_listeners() -> Result<Vec<Listener>, String> {
         )
     };
     if fd < 0 {
-        return Err(format!(
+        return Err(Error::unknown(format!(
             "netlink sock_diag socket: {}",
             std::io::Error::last_os_error()
-        ));
+        )));
     }
     // SAFETY: fd is a fresh descriptor that nothing else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -258,10 +265,10 @@ pub fn sock_diag_listeners() -> Result<Vec<Listener>, String> {
         )
     };
     if rc < 0 {
-        return Err(format!(
+        return Err(Error::unknown(format!(
             "netlink sock_diag timeout: {}",
             std::io::Error::last_os_error()
-        ));
+        )));
     }
     let mut out = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
@@ -283,19 +290,19 @@ pub fn sock_diag_listeners() -> Result<Vec<Listener>, String> {
             )
         };
         if sent < 0 {
-            return Err(format!(
+            return Err(Error::unknown(format!(
                 "netlink sock_diag send: {}",
                 std::io::Error::last_os_error()
-            ));
+            )));
         }
         loop {
             // SAFETY: buf is a live, writable buffer of buf.len() bytes.
             let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
-                return Err(format!(
+                return Err(Error::unknown(format!(
                     "netlink sock_diag receive: {}",
                     std::io::Error::last_os_error()
-                ));
+                )));
             }
             if n == 0 || parse_diag_reply(&buf[..n as usize], &mut out)? {
                 break;

@@ -15,14 +15,16 @@ use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::error::Error;
 
 const VRRP_PROTO: i32 = 112;
 const VRRP_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 
 /// One VRRP advertisement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Advert {
     pub from: Ipv4Addr,
     pub vrid: u8,
@@ -49,12 +51,23 @@ pub fn parse_vrrp(pkt: &[u8]) -> Option<Advert> {
 }
 
 /// What was heard on one interface.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Heard {
     /// Seconds listened.
     pub listened_s: f64,
     /// Per VRID: each sender and how many adverts it sent.
     pub by_vrid: BTreeMap<u8, BTreeMap<Ipv4Addr, u32>>,
+}
+
+/// What was seen on the wire for one router: adverts heard, and the duplicate-address probe.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Wire {
+    /// Adverts heard on the HA interface, or why listening failed.
+    pub heard: Option<Result<Heard, Error>>,
+    /// The router's own addresses on the HA interface (its own adverts are not another router's).
+    pub own: Vec<std::net::Ipv4Addr>,
+    /// The gateway address probed, and the other MACs that answered (or why probing failed).
+    pub dad: Option<(std::net::Ipv4Addr, Result<Vec<String>, Error>)>,
 }
 
 /// A VRRP listening socket on `ifname` of the current thread's namespace (joined to 224.0.0.18

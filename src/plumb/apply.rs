@@ -8,11 +8,12 @@ use serde::Serialize;
 
 use super::action::{Action, AddrSpec, FileSpec, RouteSpec, PROTO_KERNEL};
 use super::plan::Step;
+use crate::error::Error;
 use crate::model::{Check, Status};
 
 /// Carries out one action on the host.
 pub trait HostOps {
-    fn run(&mut self, action: &Action) -> Result<(), String>;
+    fn run(&mut self, action: &Action) -> Result<(), Error>;
 }
 
 /// Test-only failure injection: fail step N (1-based) before running it, or fail verification.
@@ -54,9 +55,9 @@ pub fn apply_steps(
     for (i, s) in steps.iter().enumerate() {
         let n = i + 1;
         let res = if inject == Some(Inject::Step(n)) {
-            Err(format!(
+            Err(Error::change(format!(
                 "injected failure at step {n} (VMPATH_PLUMB_FAIL_STEP={n}, a test hook)"
-            ))
+            )))
         } else {
             ops.run(&s.action)
         };
@@ -65,7 +66,7 @@ pub fn apply_steps(
             step: n,
             action: s.action.name(),
             equivalent: s.action.equivalent(),
-            error: res.err(),
+            error: res.err().map(|e| e.to_string()),
         });
         if failed {
             break;
@@ -88,7 +89,7 @@ pub fn rollback(ops: &mut dyn HostOps, steps: &[Step], results: &[StepResult]) -
                 step: r.step,
                 action: inv.name(),
                 equivalent: inv.equivalent(),
-                error: res.err(),
+                error: res.err().map(|e| e.to_string()),
             });
         }
     }
@@ -283,9 +284,9 @@ mod tests {
     }
 
     impl HostOps for Recorder {
-        fn run(&mut self, a: &Action) -> Result<(), String> {
+        fn run(&mut self, a: &Action) -> Result<(), crate::error::Error> {
             if self.fail.contains(&a.name()) {
-                return Err(format!("{} failed", a.name()));
+                return Err(crate::error::Error::change(format!("{} failed", a.name())));
             }
             self.done.push(a.equivalent());
             Ok(())

@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::error::Error;
 use serde::Serialize;
 
 /// Default audit log (`--audit-log`, `VMPATH_PLUMB_AUDIT`).
@@ -64,13 +65,13 @@ impl Who {
 }
 
 /// One line of the log.
-pub fn line<T: Serialize>(record: &T) -> Result<String, String> {
+pub fn line<T: Serialize>(record: &T) -> Result<String, Error> {
     serde_json::to_string(record)
         .map(|mut s| {
             s.push('\n');
             s
         })
-        .map_err(|e| format!("cannot encode the audit record: {e}"))
+        .map_err(|e| Error::unknown(format!("cannot encode the audit record: {e}")))
 }
 
 /// The log, opened for appending (created with mode 0640, directories as needed).
@@ -80,12 +81,12 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    pub fn open(path: &Path) -> Result<AuditLog, String> {
+    pub fn open(path: &Path) -> Result<AuditLog, Error> {
         let fail = |what: &str, e: std::io::Error| {
-            format!(
+            Error::unknown(format!(
                 "cannot {what} audit log {}: {e} — run as root, or point --audit-log at a writable file",
                 path.display()
-            )
+            ))
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| fail("create the directory of the", e))?;
@@ -103,11 +104,16 @@ impl AuditLog {
     }
 
     /// Append one record in a single write (O_APPEND keeps concurrent lines whole).
-    pub fn append(&mut self, line: &str) -> Result<(), String> {
+    pub fn append(&mut self, line: &str) -> Result<(), Error> {
         self.file
             .write_all(line.as_bytes())
             .and_then(|_| self.file.sync_data())
-            .map_err(|e| format!("cannot append to audit log {}: {e}", self.path.display()))
+            .map_err(|e| {
+                Error::unknown(format!(
+                    "cannot append to audit log {}: {e}",
+                    self.path.display()
+                ))
+            })
     }
 }
 

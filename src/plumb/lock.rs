@@ -34,6 +34,15 @@ impl std::fmt::Display for LockError {
     }
 }
 
+impl From<LockError> for crate::error::Error {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Busy(_) => crate::error::Error::Busy(e.to_string()),
+            LockError::Io(m) => crate::error::Error::Unknown(m),
+        }
+    }
+}
+
 /// What the holder writes into the lock file.
 pub fn holder_text(pid: u32, since: &str) -> String {
     format!("pid {pid} since {since}")

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::collect::dnsmasq::HostEntry;
+use crate::error::{Error, Result};
 use crate::model::{exit, Check, Status};
-use crate::walk::{self, PortReport, WalkOptions, WalkReport, WalkState};
+use crate::walk::{self, PortReport, WalkOptions, WalkReport, Walked};
 use apply::{HostOps, Inject, StepResult};
 use plan::{Blocked, DhcpState, PlanFlags, PlanInput, Step};
 use records::Trust;
@@ -151,22 +152,6 @@ pub struct PlumbReport {
     pub elapsed_ms: u64,
 }
 
-/// A run that could not start or was refused: the message and the exit code.
-#[derive(Debug)]
-pub struct PlumbError {
-    pub message: String,
-    pub exit_code: u8,
-}
-
-impl PlumbError {
-    fn new(exit_code: u8, message: impl Into<String>) -> Self {
-        PlumbError {
-            message: message.into(),
-            exit_code,
-        }
-    }
-}
-
 /// The audit record (one JSON line).
 #[derive(Serialize)]
 struct AuditRecord<'a> {
@@ -190,21 +175,16 @@ struct AuditRecord<'a> {
     rollback: Option<&'a RollbackReport>,
 }
 
-fn walk_err(e: walk::WalkError) -> PlumbError {
-    PlumbError::new(e.exit_code, e.message)
-}
-
 /// The port's DHCP records and where a new host file goes.
-fn dhcp_state(st: &WalkState, dir_override: Option<&Path>) -> Result<DhcpState, String> {
-    let id = &st.id;
-    let serving = st
-        .dnsmasq
+fn dhcp_state(st: &Walked, dir_override: Option<&Path>) -> Result<DhcpState> {
+    let id = &st.port.id;
+    let dnsmasq = &st.facts.dnsmasq;
+    let serving = dnsmasq
         .iter()
         .filter(|d| d.pid.is_some())
         .find(|d| d.serves_interface(&id.tap))
-        .or_else(|| st.dnsmasq.iter().find(|d| d.pid.is_some()));
-    let entries: Vec<HostEntry> = st
-        .dnsmasq
+        .or_else(|| dnsmasq.iter().find(|d| d.pid.is_some()));
+    let entries: Vec<HostEntry> = dnsmasq
         .iter()
         .flat_map(|d| d.hosts.iter())
         .filter(|h| h.port_id().is_some_and(|p| id.owns(&p)))
@@ -294,46 +274,45 @@ fn ms(t: Instant) -> u64 {
 }
 
 /// Plan (and with `apply`, carry out) the repair of one port.
-pub fn run(opts: &PlumbOptions) -> Result<PlumbReport, PlumbError> {
+pub fn run(opts: &PlumbOptions) -> Result<PlumbReport> {
     let started = Instant::now();
     let start_time = audit::rfc3339(SystemTime::now());
     // Before anything is read for a change: the audit log (so that an applied run is always
     // recorded) and the lock (so that the pre-state is ours).
     let mut guards = None;
     if opts.apply {
-        let log = audit::AuditLog::open(&opts.audit_path)
-            .map_err(|e| PlumbError::new(exit::UNKNOWN, e))?;
-        let lk = lock::acquire(&opts.lock_path, &start_time)
-            .map_err(|e| PlumbError::new(exit::UNKNOWN, e.to_string()))?;
+        let log = audit::AuditLog::open(&opts.audit_path)?;
+        let lk = lock::acquire(&opts.lock_path, &start_time)?;
         if let Some(h) = opts.hold {
             std::thread::sleep(h);
         }
         guards = Some((log, lk));
     }
     let mut wopts = opts.walk.clone();
-    let (mut before, mut st) = walk::run_with_state(&wopts).map_err(walk_err)?;
+    let mut st = walk::run(&wopts)?;
     let all_entries: Vec<HostEntry> = st
+        .facts
         .dnsmasq
         .iter()
         .flat_map(|d| d.hosts.iter().cloned())
         .collect();
     let mine: Vec<HostEntry> = all_entries
         .iter()
-        .filter(|h| h.port_id().is_some_and(|p| st.id.owns(&p)))
+        .filter(|h| h.port_id().is_some_and(|p| st.port.id.owns(&p)))
         .cloned()
         .collect();
     let resolution = records::resolve(
         &records::Records {
-            id: &st.id,
+            id: &st.port.id,
             entries: &mine,
             all_entries: &all_entries,
-            net: &st.net,
+            net: &st.facts.net,
             flag_mac: wopts.overrides.mac.is_some(),
             flag_ips: !wopts.overrides.ips.is_empty(),
         },
         opts.trust,
     )
-    .map_err(|e| PlumbError::new(exit::USAGE, format!("refusing to plumb: {e}")))?;
+    .map_err(|e| e.context("refusing to plumb"))?;
     if resolution.mac.is_some() || !resolution.ips.is_empty() {
         // Judge the port against what the user trusts: the walk takes the decision as flags.
         if let Some(m) = &resolution.mac {
@@ -342,22 +321,20 @@ pub fn run(opts: &PlumbOptions) -> Result<PlumbReport, PlumbError> {
         if !resolution.ips.is_empty() {
             wopts.overrides.ips = resolution.ips.clone();
         }
-        (before, st) = walk::run_with_state(&wopts).map_err(walk_err)?;
+        st = walk::run(&wopts)?;
     }
-    let id = st.id.clone();
-    let want = st.desired.clone();
+    let before = st.report.clone();
+    let id = st.port.id.clone();
+    let want = st.port.desired.clone();
     let mut host = sys::System::open(opts.walk.timeout).map_err(|e| {
-        PlumbError::new(
-            exit::UNKNOWN,
-            format!("{e}: run vmpath as root in the hypervisor's network namespace"),
-        )
+        e.map(|m| format!("{m}: run vmpath as root in the hypervisor's network namespace"))
     })?;
-    let unknown = |e: String| PlumbError::new(exit::UNKNOWN, format!("reading the host: {e}"));
+    let unknown = |e: Error| e.context("reading the host");
     let routes = host.routes().map_err(unknown)?;
-    let tap = host.tap_state(&st.net, &id.tap).map_err(unknown)?;
+    let tap = host.tap_state(&st.facts.net, &id.tap).map_err(unknown)?;
     let sysctl = crate::collect::sysctl::TapSysctls::of(&id.tap);
     let sysctl_default = crate::collect::sysctl::TapSysctls::defaults();
-    let dhcp = dhcp_state(&st, opts.walk.dhcp_hostsdir.as_deref()).map_err(unknown)?;
+    let dhcp = dhcp_state(&st, opts.walk.sources.dhcp_hostsdir.as_deref()).map_err(unknown)?;
     let flags = PlanFlags {
         prune: opts.prune,
         tap_owner: opts.tap_owner,
@@ -373,7 +350,7 @@ pub fn run(opts: &PlumbOptions) -> Result<PlumbReport, PlumbError> {
         dhcp: &dhcp,
         flags: &flags,
     });
-    plan::guard(&id, &want, &the_plan).map_err(|e| PlumbError::new(exit::USAGE, e))?;
+    plan::guard(&id, &want, &the_plan)?;
     let actions: Vec<ActionReport> = the_plan.steps.iter().map(ActionReport::from).collect();
     let mut report = PlumbReport {
         target: opts.walk.target.to_string(),
@@ -461,13 +438,13 @@ fn apply_and_verify(
     host: &mut sys::System,
     wopts: &WalkOptions,
     before: &WalkReport,
-    st: &WalkState,
+    st: &Walked,
     steps: &[Step],
     dhcp: &DhcpState,
     report: &mut PlumbReport,
-) -> Result<(), PlumbError> {
-    let id = &st.id;
-    let ips = st.desired.ip_list();
+) -> Result<()> {
+    let id = &st.port.id;
+    let ips = st.port.desired.ip_list();
     let host_file: Option<PathBuf> = steps
         .iter()
         .find_map(|s| match &s.action {
@@ -476,12 +453,7 @@ fn apply_and_verify(
         })
         .or_else(|| dhcp.file.as_ref().map(|f| f.path.clone()));
     let snap = |h: &sys::System| h.snapshot(&id.tap, &ips, host_file.as_deref());
-    let pre = snap(host).map_err(|e| {
-        PlumbError::new(
-            exit::UNKNOWN,
-            format!("cannot record the pre-state, nothing changed: {e}"),
-        )
-    })?;
+    let pre = snap(host).map_err(|e| e.context("cannot record the pre-state, nothing changed"))?;
     report.applied = true;
     let results = apply::apply_steps(host, steps, opts.inject);
     let failed = results.iter().any(|r| r.error.is_some());
@@ -511,14 +483,15 @@ fn apply_and_verify(
         let mut attempts = 0u32;
         let mut problems = loop {
             attempts += 1;
-            let p = match walk::run_with_state(wopts) {
-                Ok((after, ast)) => {
-                    let fresh_up = created && ast.net.link(&id.tap).is_some_and(|l| l.admin_up);
-                    let p = apply::verify(&before.checks, &after.checks, steps, fresh_up);
-                    report.after = Some(after.checks);
+            let p = match walk::run(wopts) {
+                Ok(after) => {
+                    let fresh_up =
+                        created && after.facts.net.link(&id.tap).is_some_and(|l| l.admin_up);
+                    let p = apply::verify(&before.checks, &after.report.checks, steps, fresh_up);
+                    report.after = Some(after.report.checks);
                     p
                 }
-                Err(e) => vec![format!("the verification walk failed: {}", e.message)],
+                Err(e) => vec![format!("the verification walk failed: {e}")],
             };
             if p.is_empty() || verify_started.elapsed() >= VERIFY_GRACE {
                 break p;
@@ -560,7 +533,7 @@ fn apply_and_verify(
                     step: 0,
                     action: a.name(),
                     equivalent: a.equivalent(),
-                    error: r.err(),
+                    error: r.err().map(|e| e.to_string()),
                 });
             }
             match snap(host) {
@@ -588,7 +561,7 @@ fn apply_and_verify(
         differences,
     });
     if let Ok(after) = walk::run(wopts) {
-        report.after = Some(after.checks);
+        report.after = Some(after.report.checks);
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use super::action::{
 use crate::collect::dnsmasq::HostEntry;
 use crate::collect::netlink::{host_len, is_link_local};
 use crate::collect::sysctl::TapSysctls;
+use crate::error::Error;
 use crate::port::{mac_suffix, Desired, Identity};
 
 /// The tap as observed (or `None` when it does not exist).
@@ -776,14 +777,14 @@ fn plan_dhcp(inp: &PlanInput, p: &mut Plan) {
 /// Refuse a plan that would touch any interface other than the port's tap, or a port whose tap
 /// is not Nova-named. Deleting a host route of this VM elsewhere (`--prune`) is the one
 /// exception, and so is putting back a route the plan's own address change removed.
-pub fn guard(id: &Identity, want: &Desired, plan: &Plan) -> Result<(), String> {
+pub fn guard(id: &Identity, want: &Desired, plan: &Plan) -> Result<(), Error> {
     let tap = id.tap.as_str();
     if id.port_prefix().is_none()
         || tap != format!("tap{}", &id.port_id[..id.port_id.len().min(11)])
     {
-        return Err(format!(
+        return Err(Error::refused(format!(
             "{tap} is not a port's tap (tap + the first 11 characters of the port UUID): plumb changes only Nova-named taps"
-        ));
+        )));
     }
     let mine = want.ip_list();
     for s in &plan.steps {
@@ -803,11 +804,11 @@ pub fn guard(id: &Identity, want: &Desired, plan: &Plan) -> Result<(), String> {
             a => a.interface() == Some(tap),
         };
         if !ok {
-            return Err(format!(
+            return Err(Error::refused(format!(
                 "refusing: '{}' touches {} which is not {tap}, the port's tap",
                 s.action.equivalent(),
                 s.action.interface().unwrap_or("another interface")
-            ));
+            )));
         }
     }
     Ok(())
@@ -1191,7 +1192,7 @@ mod tests {
             blocked: vec![],
         };
         let e = guard(&id(), &c.want, &bad).expect_err("refused");
-        assert!(e.contains("eth0"), "{e}");
+        assert!(e.message().contains("eth0"), "{e}");
         let mut i = id();
         i.tap = "tap3f".into();
         i.port_id = "3f".into();

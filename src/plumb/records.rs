@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use crate::collect::dnsmasq::HostEntry;
 use crate::collect::netlink::{host_len, HostNet};
+use crate::error::Error;
 use crate::port::{mac_suffix, vm_neighbour_mac, Identity};
 
 /// Which records to trust when they disagree.
@@ -40,7 +41,7 @@ pub struct Records<'a> {
 
 /// Compare the records. `Ok` with an empty resolution when they agree (or flags settle it);
 /// `Err` with the disagreement and the flags that settle it.
-pub fn resolve(r: &Records, trust: Option<Trust>) -> Result<Resolution, String> {
+pub fn resolve(r: &Records, trust: Option<Trust>) -> Result<Resolution, Error> {
     let mut out = Resolution::default();
     let tap = &r.id.tap;
     // Addresses: the entry's vs the IPv4/IPv6 host routes on the tap that no other record claims.
@@ -83,9 +84,9 @@ pub fn resolve(r: &Records, trust: Option<Trust>) -> Result<Resolution, String> 
             );
             match trust {
                 None => {
-                    return Err(format!(
+                    return Err(Error::refused(format!(
                         "{msg}. Tell plumb which to trust: --trust dhcp, --trust host, or --ip ADDR (check the port's fixed IPs in Neutron)"
-                    ))
+                    )))
                 }
                 Some(Trust::Dhcp) => {
                     out.notes.push(format!("{msg}; trusting the DHCP host entry"));
@@ -156,16 +157,16 @@ pub fn resolve(r: &Records, trust: Option<Trust>) -> Result<Resolution, String> 
         says.join("; ")
     );
     match trust {
-        None => Err(format!(
+        None => Err(Error::refused(format!(
             "{msg}. Tell plumb which to trust: --trust dhcp, --trust host, or --mac MAC (check the port in Neutron)"
-        )),
+        ))),
         Some(Trust::Dhcp) => match dhcp {
             Some(d) => {
                 out.notes.push(format!("{msg}; trusting the DHCP host entry: {d}"));
                 out.mac = Some(d);
                 Ok(out)
             }
-            None => Err(format!("{msg}; --trust dhcp, but there is no DHCP host entry: pass --mac")),
+            None => Err(Error::refused(format!("{msg}; --trust dhcp, but there is no DHCP host entry: pass --mac"))),
         },
         Some(Trust::Host) => match neigh.filter(|n| agree_tap(n)) {
             Some(n) => {
@@ -173,9 +174,9 @@ pub fn resolve(r: &Records, trust: Option<Trust>) -> Result<Resolution, String> 
                 out.mac = Some(n);
                 Ok(out)
             }
-            None => Err(format!(
+            None => Err(Error::refused(format!(
                 "{msg}; --trust host, but the host has no full MAC that the tap agrees with (the tap MAC gives only the last 5 octets): pass --mac"
-            )),
+            ))),
         },
     }
 }
@@ -240,7 +241,7 @@ mod tests {
             .collect()
     }
 
-    fn run(e: &[HostEntry], n: &HostNet, t: Option<Trust>) -> Result<Resolution, String> {
+    fn run(e: &[HostEntry], n: &HostNet, t: Option<Trust>) -> Result<Resolution, Error> {
         resolve(
             &Records {
                 id: &id(),
@@ -269,7 +270,7 @@ mod tests {
         let n = net("198.51.100.11");
         let err = run(&e, &n, None).expect_err("refused");
         assert!(
-            err.contains("fa:16:3e:00:00:99") && err.contains("--trust"),
+            err.message().contains("fa:16:3e:00:00:99") && err.message().contains("--trust"),
             "{err}"
         );
         assert_eq!(
@@ -287,7 +288,7 @@ mod tests {
         let e = entry("fa:16:3e:00:00:01", "198.51.100.11");
         let n = net("198.51.100.77");
         let err = run(&e, &n, None).expect_err("refused");
-        assert!(err.contains("198.51.100.77/32"), "{err}");
+        assert!(err.message().contains("198.51.100.77/32"), "{err}");
         let r = run(&e, &n, Some(Trust::Dhcp)).expect("dhcp");
         assert_eq!(r.ips, vec!["198.51.100.11".parse::<IpAddr>().expect("ip")]);
         let r = run(&e, &n, Some(Trust::Host)).expect("host");

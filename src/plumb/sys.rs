@@ -22,6 +22,7 @@ use super::action::{Action, AddrSpec, FileSpec, RouteSpec, IFA_F_NODAD, IFA_F_NO
 use super::apply::{HostOps, LinkSnap, PortSnapshot};
 use super::plan::TapState;
 use crate::collect::netlink::{is_link_local, TABLE_MAIN};
+use crate::error::Error;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State};
 
 /// A connection to the kernel of the current network namespace.
@@ -31,21 +32,21 @@ pub struct System {
     timeout: Duration,
 }
 
-fn nl<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> String + '_ {
-    move |e| format!("rtnetlink {what} failed: {e}")
+fn nl<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> Error + '_ {
+    move |e| Error::unknown(format!("rtnetlink {what} failed: {e}"))
 }
 
 impl System {
-    pub fn open(timeout: Duration) -> Result<System, String> {
+    pub fn open(timeout: Duration) -> Result<System, Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            .map_err(|e| Error::unknown(format!("cannot start the async runtime: {e}")))?;
         let handle = rt.block_on(async {
             let (conn, handle, _) = rtnetlink::new_connection()
-                .map_err(|e| format!("cannot open an rtnetlink socket: {e}"))?;
+                .map_err(|e| Error::unknown(format!("cannot open an rtnetlink socket: {e}")))?;
             tokio::spawn(conn);
-            Ok::<_, String>(handle)
+            Ok::<_, Error>(handle)
         })?;
         Ok(System {
             rt,
@@ -57,20 +58,20 @@ impl System {
     fn block<T>(
         &self,
         what: &str,
-        f: impl std::future::Future<Output = Result<T, String>>,
-    ) -> Result<T, String> {
+        f: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         self.rt.block_on(async {
             tokio::time::timeout(self.timeout, f).await.map_err(|_| {
-                format!(
+                Error::unknown(format!(
                     "{what}: no answer from the kernel within {:?}",
                     self.timeout
-                )
+                ))
             })?
         })
     }
 
     /// (index, name) of every link.
-    fn link_names(&self) -> Result<Vec<(u32, String)>, String> {
+    fn link_names(&self) -> Result<Vec<(u32, String)>, Error> {
         let h = self.handle.clone();
         self.block("link dump", async move {
             let mut s = h.link().get().execute();
@@ -88,16 +89,16 @@ impl System {
         })
     }
 
-    fn index_of(&self, name: &str) -> Result<u32, String> {
+    fn index_of(&self, name: &str) -> Result<u32, Error> {
         self.link_names()?
             .into_iter()
             .find(|(_, n)| n == name)
             .map(|(i, _)| i)
-            .ok_or_else(|| format!("no interface named {name}"))
+            .ok_or_else(|| Error::unknown(format!("no interface named {name}")))
     }
 
     /// Routes of the main table, both families.
-    pub fn routes(&self) -> Result<Vec<RouteSpec>, String> {
+    pub fn routes(&self) -> Result<Vec<RouteSpec>, Error> {
         let names = self.link_names()?;
         let h = self.handle.clone();
         let msgs = self.block("route dump", async move {
@@ -116,7 +117,7 @@ impl System {
     }
 
     /// Addresses of a link with the flags plumb keeps, link-local ones excluded.
-    pub fn addrs(&self, index: u32) -> Result<Vec<AddrSpec>, String> {
+    pub fn addrs(&self, index: u32) -> Result<Vec<AddrSpec>, Error> {
         let h = self.handle.clone();
         let mut v = self.block("address dump", async move {
             let mut s = h.address().get().set_link_index_filter(index).execute();
@@ -158,7 +159,7 @@ impl System {
         &self,
         net: &crate::collect::netlink::HostNet,
         tap: &str,
-    ) -> Result<Option<TapState>, String> {
+    ) -> Result<Option<TapState>, Error> {
         let Some(l) = net.link(tap) else {
             return Ok(None);
         };
@@ -172,7 +173,7 @@ impl System {
     }
 
     /// The link named `name`, or `None` when there is none.
-    fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, String> {
+    fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, Error> {
         let h = self.handle.clone();
         let name = name.to_string();
         self.block("link get", async move {
@@ -181,7 +182,7 @@ impl System {
                 Ok(m) => Ok(m),
                 // ENODEV: no such link.
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-                Err(e) => Err(format!("rtnetlink link get failed: {e}")),
+                Err(e) => Err(Error::unknown(format!("rtnetlink link get failed: {e}"))),
             }
         })
     }
@@ -191,7 +192,7 @@ impl System {
     /// from a deferred worker that runs up to a second later, so an immediate verification could
     /// see an up link with carrier as still `down`. Returns without waiting when the link is down,
     /// gone or has no carrier (nothing will change on its own).
-    pub fn settle_link(&self, tap: &str, max: Duration) -> Result<(), String> {
+    pub fn settle_link(&self, tap: &str, max: Duration) -> Result<(), Error> {
         let deadline = std::time::Instant::now() + max;
         loop {
             let settled = match self.link_by_name(tap)? {
@@ -223,7 +224,7 @@ impl System {
         tap: &str,
         ips: &[IpAddr],
         host_file: Option<&Path>,
-    ) -> Result<PortSnapshot, String> {
+    ) -> Result<PortSnapshot, Error> {
         let link = self.link_by_name(tap)?.map(|m| {
             let mut l = LinkSnap {
                 admin_up: m.header.flags.contains(LinkFlags::Up),
@@ -279,7 +280,7 @@ impl System {
         })
     }
 
-    fn route_msg(&self, r: &RouteSpec, delete: bool) -> Result<RouteMessage, String> {
+    fn route_msg(&self, r: &RouteSpec, delete: bool) -> Result<RouteMessage, Error> {
         let mut m = RouteMessage::default();
         m.header.address_family = if r.dst.is_ipv4() {
             AddressFamily::Inet
@@ -313,7 +314,7 @@ impl System {
         f: impl FnOnce(
             rtnetlink::LinkMessageBuilder<LinkUnspec>,
         ) -> rtnetlink::LinkMessageBuilder<LinkUnspec>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let i = self.index_of(tap)?;
         let msg = f(LinkUnspec::new_with_index(i)).build();
         let h = self.handle.clone();
@@ -364,13 +365,16 @@ fn route_spec(m: &RouteMessage, names: &[(u32, String)]) -> Option<RouteSpec> {
 }
 
 /// A file's content, owner and mode; `None` when it does not exist.
-pub fn read_file_spec(path: &Path) -> Result<Option<FileSpec>, String> {
+pub fn read_file_spec(path: &Path) -> Result<Option<FileSpec>, Error> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot stat {}: {e}", path.display())),
+        Err(e) => Err(Error::unknown(format!(
+            "cannot stat {}: {e}",
+            path.display()
+        ))),
         Ok(md) => {
             let content = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                .map_err(|e| Error::unknown(format!("cannot read {}: {e}", path.display())))?;
             Ok(Some(FileSpec {
                 path: path.to_path_buf(),
                 content,
@@ -384,20 +388,20 @@ pub fn read_file_spec(path: &Path) -> Result<Option<FileSpec>, String> {
 
 /// Write a file atomically: a dot-file in the same directory (dnsmasq ignores dot-files), owner
 /// and mode set, synced, renamed over the target, the directory synced.
-fn write_atomic(f: &FileSpec) -> Result<(), String> {
+fn write_atomic(f: &FileSpec) -> Result<(), Error> {
     let dir = f
         .path
         .parent()
-        .ok_or_else(|| format!("{} has no directory", f.path.display()))?;
+        .ok_or_else(|| Error::unknown(format!("{} has no directory", f.path.display())))?;
     let name = f
         .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| format!("{} has no file name", f.path.display()))?;
+        .ok_or_else(|| Error::unknown(format!("{} has no file name", f.path.display())))?;
     let tmp = dir.join(format!(".{name}.vmpath-{}", std::process::id()));
     let fail = |what: &str, e: std::io::Error| {
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot {what} {}: {e}", tmp.display())
+        Error::unknown(format!("cannot {what} {}: {e}", tmp.display()))
     };
     let mut file = OpenOptions::new()
         .write(true)
@@ -426,7 +430,7 @@ fn write_atomic(f: &FileSpec) -> Result<(), String> {
 
 /// Create a persistent tap as Nova does (`ip tuntap add mode tap`): TUNSETIFF with
 /// IFF_TAP|IFF_NO_PI, owner and group, TUNSETPERSIST.
-fn create_tap(name: &str, owner: Option<u32>, group: Option<u32>) -> Result<(), String> {
+fn create_tap(name: &str, owner: Option<u32>, group: Option<u32>) -> Result<(), Error> {
     const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
     const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
     const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
@@ -440,14 +444,16 @@ fn create_tap(name: &str, owner: Option<u32>, group: Option<u32>) -> Result<(), 
         _pad: [u8; 22],
     }
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(format!("invalid interface name '{name}'"));
+        return Err(Error::unknown(format!("invalid interface name '{name}'")));
     }
     let tun = OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/net/tun")
         .map_err(|e| {
-            format!("cannot open /dev/net/tun to create {name}: {e} (is the tun module loaded?)")
+            Error::unknown(format!(
+                "cannot open /dev/net/tun to create {name}: {e} (is the tun module loaded?)"
+            ))
         })?;
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
@@ -456,14 +462,14 @@ fn create_tap(name: &str, owner: Option<u32>, group: Option<u32>) -> Result<(), 
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
     let fd = tun.as_raw_fd();
-    let ioctl = |req: libc::c_ulong, arg: libc::c_ulong, what: &str| -> Result<(), String> {
+    let ioctl = |req: libc::c_ulong, arg: libc::c_ulong, what: &str| -> Result<(), Error> {
         // SAFETY: fd is an open /dev/net/tun; these ioctls take an integer argument.
         let rc = unsafe { libc::ioctl(fd, req as _, arg) };
         if rc < 0 {
-            Err(format!(
+            Err(Error::unknown(format!(
                 "{what} on {name} failed: {}",
                 std::io::Error::last_os_error()
-            ))
+            )))
         } else {
             Ok(())
         }
@@ -471,10 +477,10 @@ fn create_tap(name: &str, owner: Option<u32>, group: Option<u32>) -> Result<(), 
     // SAFETY: req is a properly sized, initialised struct ifreq that outlives the call.
     let rc = unsafe { libc::ioctl(fd, TUNSETIFF as _, &mut req as *mut IfReq) };
     if rc < 0 {
-        return Err(format!(
+        return Err(Error::unknown(format!(
             "TUNSETIFF {name} failed: {}",
             std::io::Error::last_os_error()
-        ));
+        )));
     }
     if let Some(u) = owner {
         ioctl(TUNSETOWNER, libc::c_ulong::from(u), "TUNSETOWNER")?;
@@ -486,17 +492,17 @@ fn create_tap(name: &str, owner: Option<u32>, group: Option<u32>) -> Result<(), 
     Ok(())
 }
 
-fn parse_mac(mac: &str) -> Result<Vec<u8>, String> {
+fn parse_mac(mac: &str) -> Result<Vec<u8>, Error> {
     mac.split(':')
         .map(|p| u8::from_str_radix(p, 16))
         .collect::<Result<Vec<u8>, _>>()
         .ok()
         .filter(|b| b.len() == 6)
-        .ok_or_else(|| format!("invalid MAC '{mac}'"))
+        .ok_or_else(|| Error::unknown(format!("invalid MAC '{mac}'")))
 }
 
 impl HostOps for System {
-    fn run(&mut self, a: &Action) -> Result<(), String> {
+    fn run(&mut self, a: &Action) -> Result<(), Error> {
         match a {
             Action::CreateTap { tap, owner, group } => create_tap(tap, *owner, *group),
             Action::DeleteLink { tap } => {
@@ -559,7 +565,7 @@ impl HostOps for System {
             Action::Sysctl { path, value } => {
                 let full = format!("/proc/sys/net/{path}");
                 std::fs::write(&full, value)
-                    .map_err(|e| format!("cannot write {value} to {full}: {e}"))
+                    .map_err(|e| Error::unknown(format!("cannot write {value} to {full}: {e}")))
             }
             Action::AddRoute { route } => {
                 let m = self.route_msg(route, false)?;
@@ -577,24 +583,27 @@ impl HostOps for System {
             }
             Action::WriteFile { file } => write_atomic(file),
             Action::RemoveFile { path } => match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(format!("cannot remove {}: {e}", path.display()))
-                }
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::unknown(format!(
+                    "cannot remove {}: {e}",
+                    path.display()
+                ))),
                 _ => Ok(()),
             },
             Action::ReloadDnsmasq { pid } => {
                 let p = nix::unistd::Pid::from_raw(
-                    i32::try_from(*pid).map_err(|_| format!("invalid pid {pid}"))?,
+                    i32::try_from(*pid)
+                        .map_err(|_| Error::unknown(format!("invalid pid {pid}")))?,
                 );
-                nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGHUP)
-                    .map_err(|e| format!("cannot send SIGHUP to dnsmasq pid {pid}: {e}"))?;
+                nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGHUP).map_err(|e| {
+                    Error::unknown(format!("cannot send SIGHUP to dnsmasq pid {pid}: {e}"))
+                })?;
                 // dnsmasq re-reads at once; one that dies on SIGHUP does so at once too.
                 for _ in 0..6 {
                     std::thread::sleep(Duration::from_millis(50));
                     if !crate::collect::procs::pid_alive(*pid) {
-                        return Err(format!(
+                        return Err(Error::unknown(format!(
                             "dnsmasq pid {pid} exited after SIGHUP (dnsmasq 2.90 can crash on SIGHUP after serving a host with a set: tag): restart the DHCP service"
-                        ));
+                        )));
                     }
                 }
                 Ok(())

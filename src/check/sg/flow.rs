@@ -63,8 +63,9 @@ const FLOW_FORMS: &str = "expected [in:|out:]PROTO[/PORT][@PEER]: tcp/22, out:ud
     tcp/443@203.0.113.10 (in = to the VM, the default; out = from the VM; PROTO = tcp, udp or icmp)";
 
 /// Parse a `--flow` value. The error lists the accepted forms.
-pub fn parse_flow(s: &str) -> Result<Flow, String> {
-    let bad = |why: &str| format!("invalid flow {s:?}: {why}; {FLOW_FORMS}");
+pub fn parse_flow(s: &str) -> crate::error::Result<Flow> {
+    let bad =
+        |why: &str| crate::error::Error::usage(format!("invalid flow {s:?}: {why}; {FLOW_FORMS}"));
     let t = s.trim().to_ascii_lowercase();
     let (dir, rest) = if let Some(r) = t.strip_prefix("out:") {
         (Direction::FromVm, r)

@@ -140,7 +140,10 @@ fn flow_syntax() {
         "udp/53@nowhere",
     ] {
         let e = parse_flow(bad).unwrap_err();
-        assert!(e.contains("tcp/22, out:udp/53, icmp"), "{bad}: {e}");
+        assert!(
+            e.message().contains("tcp/22, out:udp/53, icmp"),
+            "{bad}: {e}"
+        );
     }
 }
 

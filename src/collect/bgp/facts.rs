@@ -7,10 +7,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Which routing daemon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SpeakerKind {
     Bird,
@@ -18,7 +18,7 @@ pub enum SpeakerKind {
 }
 
 /// How to reach a daemon.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
     /// BIRD control socket (`bird -s PATH`).
@@ -33,7 +33,7 @@ pub enum Endpoint {
 }
 
 /// A BGP speaker found on this host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Speaker {
     pub kind: SpeakerKind,
     pub pid: Option<u32>,
@@ -89,7 +89,7 @@ pub struct Overrides {
 }
 
 /// Address family of a BGP session or prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Family {
     #[serde(rename = "ipv4")]
     V4,
@@ -122,7 +122,7 @@ impl Family {
 }
 
 /// What a daemon told us, for the checks in `check::bgp`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BgpFacts {
     /// `BIRD 2.0.12 via /run/bird/hv1.ctl`, `FRRouting 8.4.4 via /run/frr/hv2/bgpd.vty`.
     pub speaker: String,
@@ -136,7 +136,7 @@ pub struct BgpFacts {
 }
 
 /// One VM prefix in the daemon's table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RibEntry {
     /// `198.51.100.11/32`.
     pub prefix: String,
@@ -154,7 +154,7 @@ pub struct RibEntry {
 }
 
 /// One BGP session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
     /// BIRD protocol name (`tor1`) or FRR neighbor (`192.0.2.1`, or an interface name for
     /// unnumbered sessions).
@@ -177,7 +177,7 @@ pub struct Peer {
 }
 
 /// Is one VM prefix advertised to one peer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Export {
     pub prefix: String,
     /// In the peer's adj-RIB-out (after the export filter).
@@ -191,7 +191,7 @@ pub struct Export {
 }
 
 /// Why a daemon could not be asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BgpErrorKind {
     /// Socket file absent.
@@ -211,7 +211,7 @@ pub enum BgpErrorKind {
 }
 
 /// A failure to collect facts: what failed, why, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BgpError {
     pub kind: BgpErrorKind,
     /// `BIRD control socket /run/bird/hv1.ctl`.

@@ -14,6 +14,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 pub use facts::*;
 
 use crate::collect::deadline::Deadline;
@@ -148,11 +150,30 @@ pub fn collect(
     Ok(facts)
 }
 
-/// A collection running on its own thread: the speaker and what it said.
-pub type Collecting = std::thread::JoinHandle<(Speaker, Result<BgpFacts, BgpError>)>;
+/// A collection running on its own thread.
+pub struct Collecting {
+    pub speaker: Speaker,
+    handle: std::thread::JoinHandle<Result<BgpFacts, BgpError>>,
+}
 
-/// Ask every speaker about `prefixes` at once, one thread each; the caller joins them when it
-/// needs the answers (each is bounded by `timeout`).
+/// What one BGP speaker said when asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spoken {
+    pub speaker: Speaker,
+    pub answer: Answer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    Facts(BgpFacts),
+    Failed(BgpError),
+    /// The collector thread died (a vmpath bug, never the daemon's fault).
+    Panicked,
+}
+
+/// Ask every speaker about `prefixes` at once, one thread each; [`join`] them when the answers
+/// are needed (each is bounded by `timeout`).
 pub fn spawn_collect(
     speakers: Vec<Speaker>,
     prefixes: &[(IpAddr, u8)],
@@ -160,12 +181,27 @@ pub fn spawn_collect(
 ) -> Vec<Collecting> {
     speakers
         .into_iter()
-        .map(|sp| {
-            let pfx = prefixes.to_vec();
-            std::thread::spawn(move || {
-                let r = collect(&sp, &pfx, timeout);
-                (sp, r)
-            })
+        .map(|speaker| {
+            let (pfx, sp) = (prefixes.to_vec(), speaker.clone());
+            Collecting {
+                speaker,
+                handle: std::thread::spawn(move || collect(&sp, &pfx, timeout)),
+            }
+        })
+        .collect()
+}
+
+/// Wait for every collection.
+pub fn join(running: Vec<Collecting>) -> Vec<Spoken> {
+    running
+        .into_iter()
+        .map(|c| Spoken {
+            answer: match c.handle.join() {
+                Ok(Ok(f)) => Answer::Facts(f),
+                Ok(Err(e)) => Answer::Failed(e),
+                Err(_) => Answer::Panicked,
+            },
+            speaker: c.speaker,
         })
         .collect()
 }

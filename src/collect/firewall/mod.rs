@@ -17,8 +17,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 /// Where a table was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Backend {
     /// `iptables-save` of the nf_tables backend (`iptables-nft`).
     IptablesNft,
@@ -42,7 +44,7 @@ impl Backend {
 }
 
 /// Address family of a table.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Family {
     Ip,
     Ip6,
@@ -80,7 +82,7 @@ impl Family {
 }
 
 /// Packet and byte counters of a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Counters {
     pub packets: u64,
     pub bytes: u64,
@@ -93,7 +95,7 @@ impl fmt::Display for Counters {
 }
 
 /// An address prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Net {
     pub addr: IpAddr,
     pub len: u8,
@@ -160,7 +162,7 @@ impl fmt::Display for Net {
 }
 
 /// An inclusive port range (a single port is `lo == hi`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRange {
     pub lo: u16,
     pub hi: u16,
@@ -246,7 +248,7 @@ pub mod proto {
 }
 
 /// What a match looks at. Interface patterns keep iptables' `+` / nft's `*` wildcard suffix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cond {
     InIface(Vec<String>),
     OutIface(Vec<String>),
@@ -272,7 +274,7 @@ pub enum Cond {
 }
 
 /// One condition of a rule, possibly negated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Match {
     pub cond: Cond,
     pub negated: bool,
@@ -294,7 +296,7 @@ impl Match {
 }
 
 /// What a rule does when it matches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     Accept,
     Drop,
@@ -330,7 +332,7 @@ impl Target {
 }
 
 /// One rule: its matches, target, counters and text for evidence.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     pub matches: Vec<Match>,
     pub target: Target,
@@ -370,7 +372,7 @@ impl Rule {
 }
 
 /// Base-chain attachment: netfilter hook, chain type and priority.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hook {
     /// prerouting, input, forward, output, postrouting (nft: also ingress, egress).
     pub hook: String,
@@ -380,14 +382,14 @@ pub struct Hook {
 }
 
 /// Default verdict of a base chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Policy {
     Accept,
     Drop,
 }
 
 /// A chain; `hook` is set for base chains (iptables builtins, nft chains with a hook).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chain {
     pub name: String,
     pub hook: Option<Hook>,
@@ -396,7 +398,7 @@ pub struct Chain {
 }
 
 /// A table as one backend shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
     pub backend: Backend,
     pub family: Family,
@@ -423,7 +425,7 @@ impl Table {
 }
 
 /// How one command went.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceReport {
     /// The command line, e.g. `iptables-save -c`.
     pub command: String,
@@ -450,7 +452,7 @@ impl SourceReport {
 }
 
 /// Everything read from the firewall.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirewallFacts {
     pub tables: Vec<Table>,
     pub sources: Vec<SourceReport>,

@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::error::{Error, Result};
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Target {
@@ -57,10 +59,10 @@ pub fn is_port_prefix(s: &str) -> bool {
 }
 
 impl Target {
-    pub fn parse(raw: &str) -> Result<Target, String> {
+    pub fn parse(raw: &str) -> Result<Target> {
         let s = raw.trim();
         if s.is_empty() {
-            return Err(format!("empty target: give {ACCEPTED}"));
+            return Err(Error::usage(format!("empty target: give {ACCEPTED}")));
         }
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(Target::Ip(ip));
@@ -82,25 +84,27 @@ impl Target {
                 // Not Nova-named, but a valid interface name starting with "tap".
                 return Ok(Target::Tap(s.to_string()));
             }
-            return Err(format!(
+            return Err(Error::usage(format!(
                 "malformed tap name '{raw}': a Nova tap is 'tap' + the first 11 characters of the port UUID (tap3f1c2a4e-5b)"
-            ));
+            )));
         }
         // Diagnose near misses so the operator sees what was wrong.
         if s.contains(['.', ':'])
             && s.bytes()
                 .all(|c| c.is_ascii_hexdigit() || b".:".contains(&c))
         {
-            return Err(format!(
+            return Err(Error::usage(format!(
                 "malformed IP or MAC address '{raw}': give {ACCEPTED}"
-            ));
+            )));
         }
         if is_hex_dash(s) && s.contains('-') {
-            return Err(format!(
+            return Err(Error::usage(format!(
                 "malformed port UUID '{raw}': a port UUID has 36 characters (8-4-4-4-12) and its tap prefix 11 (3f1c2a4e-5b); give {ACCEPTED}"
-            ));
+            )));
         }
-        Err(format!("unrecognised target '{raw}': give {ACCEPTED}"))
+        Err(Error::usage(format!(
+            "unrecognised target '{raw}': give {ACCEPTED}"
+        )))
     }
 
     /// The tap name the target implies by itself, when it does.
@@ -177,8 +181,11 @@ mod tests {
             "zz:zz",
         ] {
             let e = Target::parse(bad).expect_err(bad);
-            assert!(e.contains(bad) || bad.is_empty(), "{e}");
-            assert!(e.contains("give") || e.contains("tap"), "{e}");
+            assert!(e.message().contains(bad) || bad.is_empty(), "{e}");
+            assert!(
+                e.message().contains("give") || e.message().contains("tap"),
+                "{e}"
+            );
         }
     }
 }

@@ -5,6 +5,8 @@ use std::io::{IsTerminal, Write};
 
 use comfy_table::{presets, Attribute, Cell, Color, ContentArrangement, Table};
 
+pub mod routers;
+
 use crate::model::{Check, Status};
 
 /// Write a command's result to stdout: one pretty JSON document (`--json`), or what `human`
@@ -179,4 +181,28 @@ pub fn verdict_line(verdict: Status, checks: &[Check], extra: &str, style: Style
         word.to_string()
     };
     format!("verdict: {word} — {}{extra}", tally(checks))
+}
+
+/// Write `doc` as JSON to `path` (`VMPATH_FACTS_OUT`, a diagnostic): mode 0600, never through a
+/// symlink. A failure is reported on stderr and changes nothing else.
+pub fn write_facts<T: serde::Serialize>(path: &std::path::Path, doc: &T) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let res = serde_json::to_vec_pretty(doc)
+        .map_err(std::io::Error::other)
+        .and_then(|json| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)?
+                .write_all(&json)
+        });
+    if let Err(e) = res {
+        eprintln!(
+            "vmpath: VMPATH_FACTS_OUT {}: cannot write the facts: {e}",
+            path.display()
+        );
+    }
 }

@@ -1,0 +1,109 @@
+//! Arguments more than one subcommand takes: the global flags, and the port and its sources
+//! (`walk` and `plumb`), turned into a walk's validated options.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::{self, Config};
+use crate::error::{Error, Result};
+use crate::port::target::Target;
+use crate::port::Overrides;
+use crate::walk::{Sources, WalkOptions};
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Print one JSON document instead of a table (shape documented in README.md)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Show the evidence of every check, not only of those that are not ok
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Config file [default: /etc/vmpath/config.toml, if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The port and where to read its host state: shared by `walk` and `plumb`.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// VM IPv4/IPv6 address, Neutron port UUID (or its 11-character prefix), tap name, or MAC
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+    /// How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Expected network MTU (default: dnsmasq's MTU option)
+    #[arg(long, value_name = "BYTES")]
+    pub mtu: Option<u32>,
+    /// Expected gateway address on the tap, ADDR/LEN; repeat for IPv4 and IPv6
+    /// (default: dnsmasq's router option, the other taps' gateway address)
+    #[arg(long, value_name = "ADDR/LEN")]
+    pub gateway: Vec<String>,
+    /// The port's MAC, when the host's records are not to be trusted
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    /// BIRD control socket (default: from the running bird's -s option)
+    #[arg(long, value_name = "PATH")]
+    pub bird_socket: Option<PathBuf>,
+    /// FRR vty socket directory holding bgpd.vty (default: from the running bgpd's -N option)
+    #[arg(long, value_name = "DIR")]
+    pub frr_dir: Option<PathBuf>,
+    /// dnsmasq hosts dir (default: from the running dnsmasq's --dhcp-hostsdir)
+    #[arg(long, value_name = "DIR")]
+    pub dhcp_hostsdir: Option<PathBuf>,
+}
+
+/// The walk's options from the flags and the config file (a flag wins over the file); `flow` is
+/// walk's `--flow`. Every error is `Error::Usage`.
+pub fn walk_options(g: &GlobalArgs, a: &PortArgs, flow: Option<&str>) -> Result<WalkOptions> {
+    let cfg = Config::load(g.config.as_deref())?;
+    let target = Target::parse(&a.target)?;
+    let timeout = config::parse_duration(
+        a.timeout
+            .as_deref()
+            .or(cfg.timeout.as_deref())
+            .unwrap_or("2s"),
+    )?;
+    let gw_src = if a.gateway.is_empty() {
+        &cfg.gateways
+    } else {
+        &a.gateway
+    };
+    let gateways = gw_src
+        .iter()
+        .map(|g| config::parse_gateway(g))
+        .collect::<Result<Vec<_>>>()?;
+    let mac =
+        match &a.mac {
+            Some(m) => Some(crate::port::target::parse_mac(m).ok_or_else(|| {
+                Error::usage(format!("invalid --mac '{m}': use aa:bb:cc:dd:ee:ff"))
+            })?),
+            None => None,
+        };
+    if let Some(m) = a.mtu.or(cfg.mtu) {
+        if !(68..=65535).contains(&m) {
+            return Err(Error::usage(format!("invalid MTU {m}: 68..65535")));
+        }
+    }
+    let flow = match flow {
+        Some(f) => Some(crate::check::sg::parse_flow(f).map_err(|e| e.context("invalid --flow"))?),
+        None => None,
+    };
+    Ok(WalkOptions {
+        target,
+        flow,
+        timeout,
+        overrides: Overrides {
+            mtu: a.mtu.or(cfg.mtu),
+            gateways,
+            mac,
+            ips: Vec::new(),
+        },
+        sources: Sources {
+            bird_socket: a.bird_socket.clone().or(cfg.bird_socket),
+            frr_dir: a.frr_dir.clone().or(cfg.frr_dir),
+            dhcp_hostsdir: a.dhcp_hostsdir.clone().or(cfg.dhcp_hostsdir),
+        },
+    })
+}

@@ -1,0 +1,37 @@
+//! The other gateway's view (`--peer FILE`: its `vmpath routers --json`), for the one-primary
+//! check across the pair.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What `--peer` needs from the other gateway's `vmpath routers --json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerDoc {
+    pub host: Option<String>,
+    pub routers: Vec<PeerRouter>,
+}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerRouter {
+    pub router_id: String,
+    pub views: PeerViews,
+}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerViews {
+    pub addresses: String,
+    pub state_file: String,
+}
+
+/// Read and parse `--peer FILE`. A file that is not such a document is bad usage.
+pub fn read(p: &Path) -> Result<PeerDoc> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| Error::usage(format!("cannot read --peer {}: {e}", p.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::usage(format!(
+            "--peer {}: not the JSON of `vmpath routers --json` ({e})",
+            p.display()
+        ))
+    })
+}

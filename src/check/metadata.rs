@@ -513,8 +513,8 @@ mod tests {
         );
 
         let fw = FirewallFacts::from_outputs(
-            vec![(SourceReport::named("iptables-save -c"), Backend::IptablesNft, Family::Ip, Err("iptables-save not found".into()))],
-            Some((SourceReport::named("nft -j list ruleset"), Err("nft -j list ruleset failed (exit status: 1): Operation not permitted: run vmpath as root".into()))),
+            vec![(SourceReport::named("iptables-save -c"), Backend::IptablesNft, Family::Ip, Err(crate::error::Error::unknown("iptables-save not found")))],
+            Some((SourceReport::named("nft -j list ruleset"), Err(crate::error::Error::unknown("nft -j list ruleset failed (exit status: 1): Operation not permitted: run vmpath as root")))),
         );
         let c = check_metadata(&fw, &proxy(), &host(), TAP, vm(), MAC);
         assert_eq!(c.status, Status::Unknown);

@@ -8,6 +8,7 @@ use crate::collect::keepalived::{Keepalived, Reported, VrrpInstance};
 use crate::collect::netlink::HostNet;
 use crate::collect::nsscan::Conntrack;
 use crate::collect::peer::PeerDoc;
+use crate::error::Error;
 use crate::model::{Check, Status};
 
 /// Router check ids, in the order they run, with their meaning.
@@ -276,13 +277,13 @@ pub struct RouterFacts<'a> {
     pub conntrack_max: Option<u64>,
     pub keepalived: Option<&'a Keepalived>,
     /// The VRRP instance from the router's keepalived.conf, or why it could not be read.
-    pub instance: Result<&'a VrrpInstance, String>,
+    pub instance: Result<&'a VrrpInstance, Error>,
     /// What the state file says (`primary`, `backup`, …), or why it could not be read.
-    pub state_file: Result<String, String>,
+    pub state_file: Result<String, Error>,
     pub state_path: String,
     /// keepalived's own report of the router's VRRP instance (its JSON dump); `None` when it
     /// was not asked (dead, or `--no-dump`).
-    pub reported: Option<Result<Reported, String>>,
+    pub reported: Option<Result<Reported, Error>>,
 }
 
 /// The three views of a router's VRRP state, side by side.
@@ -423,7 +424,7 @@ pub fn checks(f: &RouterFacts) -> Vec<Check> {
         (Some(k), _) => Check::fail("router.keepalived", format!("keepalived pid {} has no VRRP child", k.pid))
             .fix("restart the router's keepalived (the l3 agent respawns it: `systemctl restart neutron-l3-agent`)"),
         (None, _) => Check::fail("router.keepalived", format!("no keepalived runs in {ns}"))
-            .evidence(format!("state file {}: {}", f.state_path, f.state_file.clone().unwrap_or_else(|e| e)))
+            .evidence(format!("state file {}: {}", f.state_path, f.state_file.clone().unwrap_or_else(|e| e.to_string())))
             .fix("restart the l3 agent so it respawns keepalived for this router (`systemctl restart neutron-l3-agent`), then re-run"),
     };
     let alive = ka.status == Status::Ok;
@@ -447,7 +448,7 @@ pub fn checks(f: &RouterFacts) -> Vec<Check> {
         format!(
             "state file {}: {}",
             f.state_path,
-            f.state_file.clone().unwrap_or_else(|e| e)
+            f.state_file.clone().unwrap_or_else(|e| e.to_string())
         ),
         format!(
             "VIP {vip_text}: {}",

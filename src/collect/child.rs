@@ -2,6 +2,7 @@
 //! read with poll(2) until they close or the deadline passes, and the child is killed by its
 //! pid when it overruns. Callers interpret the exit status themselves.
 
+use crate::error::Error;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -45,10 +46,10 @@ pub fn find_bin(name: &str) -> Option<PathBuf> {
 
 /// Run `argv` (with extra environment) and wait at most `timeout`. Errors name the command:
 /// not installed, not permitted, no answer in time (killed), or waiting failed.
-pub fn run(argv: &[String], env: &[(&str, &str)], timeout: Duration) -> Result<Ran, String> {
+pub fn run(argv: &[String], env: &[(&str, &str)], timeout: Duration) -> Result<Ran, Error> {
     let shown = display_cmd(argv);
     let Some((prog, args)) = argv.split_first() else {
-        return Err("empty command".into());
+        return Err(Error::unknown("empty command"));
     };
     let mut c = Command::new(prog);
     c.args(args)
@@ -58,12 +59,14 @@ pub fn run(argv: &[String], env: &[(&str, &str)], timeout: Duration) -> Result<R
     for (k, v) in env {
         c.env(k, v);
     }
-    let mut child = c.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("{shown}: not installed ({e})"),
-        std::io::ErrorKind::PermissionDenied => {
-            format!("{shown}: permission denied ({e}): run vmpath as root")
-        }
-        _ => format!("{shown}: could not start: {e}"),
+    let mut child = c.spawn().map_err(|e| {
+        Error::Unknown(match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{shown}: not installed ({e})"),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("{shown}: permission denied ({e}): run vmpath as root")
+            }
+            _ => format!("{shown}: could not start: {e}"),
+        })
     })?;
     let deadline = Instant::now() + timeout;
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -85,16 +88,18 @@ pub fn run(argv: &[String], env: &[(&str, &str)], timeout: Duration) -> Result<R
                 // Child::kill sends SIGKILL to this child's pid only.
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
+                return Err(Error::unknown(format!(
                     "{shown}: no answer within {} ms (killed pid {})",
                     timeout.as_millis(),
                     child.id()
-                ));
+                )));
             }
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{shown}: waiting for it failed: {e}"));
+                return Err(Error::unknown(format!(
+                    "{shown}: waiting for it failed: {e}"
+                )));
             }
         }
     }
@@ -188,11 +193,11 @@ mod tests {
         assert_eq!(r.stderr, b"err\n");
         let t = Instant::now();
         let e = run(&argv(&["sleep", "5"]), &[], Duration::from_millis(200)).expect_err("killed");
-        assert!(e.contains("no answer within 200 ms"), "{e}");
+        assert!(e.message().contains("no answer within 200 ms"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(2));
         let e =
             run(&argv(&["/nonexistent/tool"]), &[], Duration::from_secs(1)).expect_err("missing");
-        assert!(e.contains("not installed"), "{e}");
+        assert!(e.message().contains("not installed"), "{e}");
         assert!(find_bin("sh").is_some());
         assert_eq!(
             display_cmd(&argv(&["/usr/sbin/iptables-save", "-c"])),

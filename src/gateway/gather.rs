@@ -55,12 +55,12 @@ impl RouterRead {
             instance: match &self.instances {
                 Ok(v) => v
                     .first()
-                    .ok_or_else(|| "no vrrp_instance in keepalived.conf".to_string()),
-                Err(e) => Err(e.to_string()),
+                    .ok_or_else(|| Error::unknown("no vrrp_instance in keepalived.conf")),
+                Err(e) => Err(e.clone()),
             },
-            state_file: self.state_file.clone().map_err(|e| e.to_string()),
+            state_file: self.state_file.clone(),
             state_path: self.state_path.clone(),
-            reported: self.reported.clone().map(|r| r.map_err(|e| e.to_string())),
+            reported: self.reported.clone(),
         }
     }
 }

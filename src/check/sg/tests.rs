@@ -414,9 +414,9 @@ fn no_filtering_at_all_warns_and_unreadable_is_unknown() {
             SourceReport::named("iptables-save -c"),
             Backend::IptablesNft,
             Family::Ip,
-            Err("iptables-save -c failed (exit status: 4): Permission denied (you must be root): run vmpath as root".into()),
+            Err(crate::error::Error::unknown("iptables-save -c failed (exit status: 4): Permission denied (you must be root): run vmpath as root")),
         )],
-        Some((SourceReport::named("nft -j list ruleset"), Err("nft not found in PATH".into()))),
+        Some((SourceReport::named("nft -j list ruleset"), Err(crate::error::Error::unknown("nft not found in PATH")))),
     );
     for c in checks(
         &fw,

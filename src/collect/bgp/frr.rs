@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::facts::{BgpError, BgpErrorKind, BgpFacts, Export, Family, Peer, RibEntry, SpeakerKind};
 use crate::collect::deadline::{connect_unix, read_some_by, write_all_by, Deadline};
+use crate::error::Error;
 
 const HINT_MISSING: &str =
     "is bgpd running in this network namespace? pass --frr-dir DIR (the directory holding bgpd.vty)";
@@ -101,7 +102,7 @@ pub struct Summary {
 }
 
 /// Parse `show bgp summary json` (all AFIs: `ipv4Unicast`, `ipv6Unicast`, others ignored).
-pub fn parse_summary(text: &str) -> Result<Summary, String> {
+fn parse_summary(text: &str) -> Result<Summary, String> {
     let v = json(text)?;
     let obj = v.as_object().ok_or("summary is not a JSON object")?;
     let mut out = Summary::default();
@@ -152,7 +153,7 @@ pub struct Neighbor {
 }
 
 /// Parse `show bgp neighbors [PEER] json`.
-pub fn parse_neighbors(text: &str) -> Result<Vec<Neighbor>, String> {
+fn parse_neighbors(text: &str) -> Result<Vec<Neighbor>, String> {
     let v = json(text)?;
     let obj = v.as_object().ok_or("neighbors is not a JSON object")?;
     let mut out = Vec::new();
@@ -238,7 +239,7 @@ pub struct BgpPrefix {
 }
 
 /// Parse `show bgp <afi> unicast <pfx> json`; `{}` means not in the table.
-pub fn parse_prefix(text: &str) -> Result<BgpPrefix, String> {
+fn parse_prefix(text: &str) -> Result<BgpPrefix, String> {
     let v = json(text)?;
     let mut out = BgpPrefix::default();
     if let Some(a) = v.get("advertisedTo").and_then(Value::as_object) {
@@ -293,7 +294,7 @@ pub struct ZebraRoute {
 
 /// Parse zebra's `show ip route <pfx> json` (`{}` when absent); only routes for exactly
 /// `prefix` count.
-pub fn parse_zebra_route(text: &str, prefix: &str) -> Result<Vec<ZebraRoute>, String> {
+fn parse_zebra_route(text: &str, prefix: &str) -> Result<Vec<ZebraRoute>, String> {
     let v = json(text)?;
     let mut out = Vec::new();
     for r in v
@@ -327,7 +328,7 @@ pub fn parse_version(text: &str) -> Option<String> {
 }
 
 /// Zebra's view of one prefix: `Ok(routes)` or why it is unknown.
-pub type ZebraView = Result<Vec<ZebraRoute>, String>;
+type ZebraView = Result<Vec<ZebraRoute>, String>;
 
 fn describe_zebra(prefix: &str, z: &ZebraView) -> String {
     match z {
@@ -356,7 +357,7 @@ fn describe_zebra(prefix: &str, z: &ZebraView) -> String {
 }
 
 /// The table entry of one prefix from bgpd's and zebra's answers.
-pub fn rib_entry(prefix: &str, bgp: &BgpPrefix, zebra: &ZebraView) -> RibEntry {
+fn rib_entry(prefix: &str, bgp: &BgpPrefix, zebra: &ZebraView) -> RibEntry {
     let kernel_in_zebra = match zebra {
         Ok(rs) => rs.iter().any(|r| r.protocol == "kernel"),
         Err(_) => true, // unknown: trust bgpd's locally sourced path
@@ -417,7 +418,7 @@ pub fn rib_entry(prefix: &str, bgp: &BgpPrefix, zebra: &ZebraView) -> RibEntry {
 
 /// Everything bgpd and zebra answered, parsed.
 #[derive(Debug, Clone)]
-pub struct Answers {
+struct Answers {
     pub version: Option<String>,
     pub summary: Summary,
     pub neighbors: Vec<Neighbor>,
@@ -427,7 +428,7 @@ pub struct Answers {
 }
 
 /// Turn the answers into facts.
-pub fn build_facts(speaker: String, prefixes: &[String], a: &Answers) -> BgpFacts {
+fn build_facts(speaker: String, prefixes: &[String], a: &Answers) -> BgpFacts {
     let rib: Vec<RibEntry> = prefixes
         .iter()
         .enumerate()
@@ -602,7 +603,7 @@ pub fn commands(prefixes: &[String]) -> (Vec<String>, Vec<String>) {
 }
 
 /// Parse raw replies (in `commands()` order) into answers.
-pub fn answers(
+fn answers(
     target: &str,
     bgpd_cmds: &[String],
     bgpd: &[VtyReply],
@@ -771,10 +772,12 @@ fn via_vtysh(
     bgpd_cmds: &[String],
     zebra_cmds: &[String],
     deadline: &Deadline,
-) -> Result<Answers, String> {
+) -> Result<Answers, Error> {
     let vtysh = crate::collect::child::find_bin("vtysh")
         .map(|p| p.to_string_lossy().into_owned())
-        .ok_or("vtysh not found in PATH or /usr/bin: install frr, or let vmpath reach bgpd.vty")?;
+        .ok_or(Error::unknown(
+            "vtysh not found in PATH or /usr/bin: install frr, or let vmpath reach bgpd.vty",
+        ))?;
     let mut argv = vec![vtysh];
     match pathspace {
         Some(ns) => argv.extend(["-N".to_string(), ns.to_string()]),
@@ -795,14 +798,19 @@ fn via_vtysh(
         .into_iter::<Value>()
         .map(|v| v.map(|v| v.to_string()))
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("vtysh output is not JSON ({e}): {}", first_line(&out)))?;
+        .map_err(|e| {
+            Error::unknown(format!(
+                "vtysh output is not JSON ({e}): {}",
+                first_line(&out)
+            ))
+        })?;
     if docs.len() != json_cmds.len() {
-        return Err(format!(
+        return Err(Error::unknown(format!(
             "vtysh answered {} of {} commands: {}",
             docs.len(),
             json_cmds.len(),
             first_line(&out)
-        ));
+        )));
     }
     let np = prefixes.len();
     let mut bgpd: Vec<VtyReply> = vec![VtyReply {
@@ -820,7 +828,8 @@ fn via_vtysh(
             status: 0,
         })
         .collect();
-    answers("vtysh", bgpd_cmds, &bgpd, zebra_cmds, Ok(zebra), prefixes).map_err(|e| e.to_string())
+    answers("vtysh", bgpd_cmds, &bgpd, zebra_cmds, Ok(zebra), prefixes)
+        .map_err(|e| Error::unknown(e.to_string()))
 }
 
 fn first_line(s: &str) -> &str {
@@ -832,18 +841,23 @@ fn first_line(s: &str) -> &str {
 
 /// Run vtysh within the deadline (killed by its pid when it overruns). vtysh exits non-zero
 /// when one of its commands fails but still prints the answers before it: output counts.
-fn run_bounded(argv: &[String], deadline: &Deadline) -> Result<String, String> {
+fn run_bounded(argv: &[String], deadline: &Deadline) -> Result<String, Error> {
     let left = deadline.remaining().map_err(|_| {
-        format!(
+        Error::unknown(format!(
             "vtysh: no time left within {} ms",
             deadline.total.as_millis()
-        )
+        ))
     })?;
-    let ran = crate::collect::child::run(argv, &[], left)?;
+    let ran =
+        crate::collect::child::run(argv, &[], left).map_err(|e| Error::unknown(e.to_string()))?;
     let out = String::from_utf8_lossy(&ran.stdout).into_owned();
     if out.trim().is_empty() {
         let err = String::from_utf8_lossy(&ran.stderr);
-        return Err(format!("vtysh {}: {}", ran.status, first_line(&err)));
+        return Err(Error::unknown(format!(
+            "vtysh {}: {}",
+            ran.status,
+            first_line(&err)
+        )));
     }
     Ok(out)
 }

@@ -17,6 +17,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::error::Error;
 use serde::{Deserialize, Serialize};
 
 /// Where a table was read from.
@@ -523,8 +524,8 @@ impl FirewallFacts {
     /// their backend and family, and the `nft -j` JSON. nft tables already covered by an
     /// iptables-nft save are skipped so that nothing is counted twice.
     pub fn from_outputs(
-        saves: Vec<(SourceReport, Backend, Family, Result<String, String>)>,
-        nft_json: Option<(SourceReport, Result<String, String>)>,
+        saves: Vec<(SourceReport, Backend, Family, Result<String, Error>)>,
+        nft_json: Option<(SourceReport, Result<String, Error>)>,
     ) -> FirewallFacts {
         let mut facts = FirewallFacts::default();
         let mut covered: HashSet<(Family, String)> = HashSet::new();
@@ -541,7 +542,7 @@ impl FirewallFacts {
                     rep.tables = tables.len();
                     facts.tables.extend(tables);
                 }
-                Err(e) => rep.error = Some(e),
+                Err(e) => rep.error = Some(e.to_string()),
             }
             facts.sources.push(rep);
         }
@@ -555,7 +556,7 @@ impl FirewallFacts {
                     rep.tables = keep.len();
                     facts.tables.extend(keep);
                 }
-                Err(e) => rep.error = Some(e),
+                Err(e) => rep.error = Some(e.to_string()),
             }
             facts.sources.push(rep);
         }
@@ -577,7 +578,7 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
         argv: Vec<String>,
         backend: Backend,
         family: Family,
-        missing: Option<String>,
+        missing: Option<Error>,
         /// Read this family's iptables-nft rules over nfnetlink first (NFPROTO_*); fork
         /// `argv` only when that fails.
         native: Option<u8>,
@@ -648,7 +649,7 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
             },
         }
     }
-    let nft_argv: Result<Vec<String>, String> = match find_bin("nft") {
+    let nft_argv: Result<Vec<String>, Error> = match find_bin("nft") {
         Some(p) => Ok(vec![
             p.to_string_lossy().into_owned(),
             "-j".into(),
@@ -694,7 +695,7 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
                 (
                     display_cmd(&j.argv),
                     Duration::ZERO,
-                    Err("collector thread panicked".into()),
+                    Err(Error::unknown("collector thread panicked")),
                     None,
                 )
             });
@@ -709,9 +710,12 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
         }
         let nft = match (nft_handle, &nft_argv) {
             (Some(h), Ok(argv)) => {
-                let (elapsed, out) = h
-                    .join()
-                    .unwrap_or_else(|_| (Duration::ZERO, Err("collector thread panicked".into())));
+                let (elapsed, out) = h.join().unwrap_or_else(|_| {
+                    (
+                        Duration::ZERO,
+                        Err(Error::unknown("collector thread panicked")),
+                    )
+                });
                 let rep = SourceReport {
                     command: display_cmd(argv),
                     elapsed,
@@ -751,8 +755,10 @@ pub fn collect_with(timeout: Duration) -> FirewallFacts {
     })
 }
 
-fn not_installed(bin: &str, package: &str) -> String {
-    format!("{bin} not found in PATH, /usr/sbin or /sbin: install the {package} package")
+fn not_installed(bin: &str, package: &str) -> Error {
+    Error::unknown(format!(
+        "{bin} not found in PATH, /usr/sbin or /sbin: install the {package} package"
+    ))
 }
 
 /// Legacy (x_tables) tables exist in this netns when the kernel lists some.
@@ -766,13 +772,13 @@ fn legacy_tables_present(names_file: &str) -> bool {
 
 /// Run a command with a time limit; stdout on success, else an error naming the command, its
 /// exit status and its first stderr line. The child is killed (by its pid) when it overruns.
-pub fn run_command(argv: &[String], timeout: Duration) -> (Duration, Result<String, String>) {
+pub fn run_command(argv: &[String], timeout: Duration) -> (Duration, Result<String, Error>) {
     let start = Instant::now();
     let r = run_command_inner(argv, timeout);
     (start.elapsed(), r)
 }
 
-fn run_command_inner(argv: &[String], timeout: Duration) -> Result<String, String> {
+fn run_command_inner(argv: &[String], timeout: Duration) -> Result<String, Error> {
     let shown = display_cmd(argv);
     let ran = super::child::run(argv, &[("LC_ALL", "C")], timeout)?;
     let stderr = String::from_utf8_lossy(&ran.stderr);
@@ -790,9 +796,13 @@ fn run_command_inner(argv: &[String], timeout: Duration) -> Result<String, Strin
         } else {
             ""
         };
-        return Err(format!("{shown} failed ({}): {first}{hint}", ran.status));
+        return Err(Error::unknown(format!(
+            "{shown} failed ({}): {first}{hint}",
+            ran.status
+        )));
     }
-    String::from_utf8(ran.stdout).map_err(|_| format!("{shown}: output is not UTF-8"))
+    String::from_utf8(ran.stdout)
+        .map_err(|_| Error::unknown(format!("{shown}: output is not UTF-8")))
 }
 
 /// Read stdout and stderr of a child until both close or the deadline passes (poll(2)).
@@ -893,7 +903,7 @@ mod tests {
     #[test]
     fn missing_and_failing_commands_become_errors() {
         let (_, r) = run_command(&["/nonexistent/iptables-save".into()], COMMAND_TIMEOUT);
-        assert!(r.unwrap_err().contains("not installed"));
+        assert!(r.unwrap_err().message().contains("not installed"));
         let (_, r) = run_command(
             &[
                 "sh".into(),
@@ -904,7 +914,7 @@ mod tests {
         );
         let e = r.unwrap_err();
         assert!(
-            e.contains("must be root") && e.contains("run vmpath as root"),
+            e.message().contains("must be root") && e.message().contains("run vmpath as root"),
             "{e}"
         );
     }
@@ -913,7 +923,7 @@ mod tests {
     fn an_overrunning_command_is_killed() {
         let t = Instant::now();
         let (_, r) = run_command(&["sleep".into(), "5".into()], Duration::from_millis(100));
-        assert!(r.unwrap_err().contains("killed"));
+        assert!(r.unwrap_err().message().contains("killed"));
         assert!(t.elapsed() < Duration::from_secs(2));
     }
 

@@ -15,7 +15,11 @@ type SetKey = (String, String, String); // family, table, set name
 
 /// Parse the whole JSON ruleset. Every table is returned, iptables-nft ones included (their
 /// `xt` expressions are unsupported matches); the caller drops those it read via iptables-save.
-pub fn parse_json(text: &str) -> Result<Vec<Table>, String> {
+pub fn parse_json(text: &str) -> Result<Vec<Table>, crate::error::Error> {
+    parse(text).map_err(crate::error::Error::Unknown)
+}
+
+fn parse(text: &str) -> Result<Vec<Table>, String> {
     let v: Value = serde_json::from_str(text)
         .map_err(|e| format!("nft -j output is not JSON ({e}): is nft older than 0.9?"))?;
     let items = v

@@ -36,7 +36,11 @@ fn builtin_chains(table: &str) -> &'static [&'static str] {
 
 /// Read the iptables-nft tables of one family (2 = ip, 10 = ip6) of this network namespace and
 /// render them as `iptables-save -c` text. `Err` names what could not be read or decoded.
-pub fn read(family: u8, timeout: Duration) -> Result<String, String> {
+pub fn read(family: u8, timeout: Duration) -> Result<String, crate::error::Error> {
+    read_text(family, timeout).map_err(crate::error::Error::Unknown)
+}
+
+fn read_text(family: u8, timeout: Duration) -> Result<String, String> {
     let start = std::time::Instant::now();
     let chains = dump(NFT_MSG_GETCHAIN, family, &[], timeout)
         .map_err(|e| format!("nftables chain dump: {e}"))?;
@@ -75,7 +79,7 @@ struct Chain {
 }
 
 /// Render chain and rule messages of one family as `iptables-save -c` text.
-pub fn render(family: u8, chains: &[NfMsg], rules: &[NfMsg]) -> Result<String, String> {
+fn render(family: u8, chains: &[NfMsg], rules: &[NfMsg]) -> Result<String, String> {
     let v6 = family == 10;
     let mut tables: BTreeMap<String, Vec<Chain>> = BTreeMap::new();
     for m in chains.iter().filter(|m| m.kind == NFT_MSG_NEWCHAIN) {

@@ -214,7 +214,11 @@ pub fn gather(opts: &Options) -> Result<Facts> {
         ask_keepalived(&mut routers, opts.timeout);
     }
     if opts.wire {
-        let wires = super::wire::listen(&routers, conntrack_max, opts.workers);
+        let views: Vec<(PathBuf, RouterFacts<'_>)> = routers
+            .iter()
+            .map(|r| (r.path.clone(), r.view(conntrack_max)))
+            .collect();
+        let wires = super::wire::listen(&views, opts.workers);
         for (r, w) in routers.iter_mut().zip(wires) {
             r.wire = w;
         }

@@ -193,9 +193,15 @@ pub fn router_for(target: &Target, base: &Options) -> Option<RouterTarget> {
             let rep = run(&quick).ok()?;
             let r = rep.routers.iter().find(|r| {
                 r.tenant_prefixes.iter().any(|p| {
-                    crate::config::parse_gateway(p).is_ok_and(|(net, len)| {
-                        crate::collect::netlink::prefix_contains(net, len, *ip)
-                    })
+                    let Some((net, len)) = p.split_once('/') else {
+                        return false;
+                    };
+                    match (net.parse(), len.parse()) {
+                        (Ok(net), Ok(len)) => {
+                            crate::collect::netlink::prefix_contains(net, len, *ip)
+                        }
+                        _ => false,
+                    }
                 })
             })?;
             Some(RouterTarget {

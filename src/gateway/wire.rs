@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::gather::RouterRead;
 use crate::check::router::{self, RouterFacts};
 use crate::collect::nsscan;
 use crate::collect::vrrp::{self, Wire};
@@ -15,17 +14,16 @@ use crate::error::Error;
 
 /// Open a VRRP listener on each router's HA interface (and, on a primary, send the ARP probe for
 /// its gateway address), all at once, then read them together for three advert intervals.
-pub fn listen(routers: &[RouterRead], conntrack_max: Option<u64>, workers: usize) -> Vec<Wire> {
-    let views: Vec<RouterFacts<'_>> = routers.iter().map(|r| r.view(conntrack_max)).collect();
+pub fn listen(routers: &[(PathBuf, RouterFacts<'_>)], workers: usize) -> Vec<Wire> {
     struct Plan {
         ha: Option<String>,
         own: Vec<Ipv4Addr>,
         dad: Option<(String, [u8; 6], Ipv4Addr)>,
         advert_int: f64,
     }
-    let plans: Vec<Plan> = views
+    let plans: Vec<Plan> = routers
         .iter()
-        .map(|f| {
+        .map(|(_, f)| {
             let net = f.net.ok();
             let inst = f.instance.as_ref().ok();
             let ha = inst.and_then(|i| i.interface.clone()).or_else(|| {
@@ -71,7 +69,7 @@ pub fn listen(routers: &[RouterRead], conntrack_max: Option<u64>, workers: usize
             }
         })
         .collect();
-    let paths: Vec<PathBuf> = routers.iter().map(|r| r.path.clone()).collect();
+    let paths: Vec<PathBuf> = routers.iter().map(|(p, _)| p.clone()).collect();
     let opened = nsscan::run_in_each(&paths, workers, |i| {
         let p = &plans[i];
         let l = p.ha.as_deref().map(|h| {

@@ -4,10 +4,10 @@
 //! The JSON shape produced from these types is documented in README.md ("JSON output") and is
 //! stable: fields are only ever added, never renamed or removed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Outcome of one check. Ordered by severity so that `max()` gives the worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,

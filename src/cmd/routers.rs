@@ -105,7 +105,10 @@ pub fn run(g: &GlobalArgs, opts: &Options) -> Result<u8> {
             "reading router namespaces needs root (setns into each qrouter namespace needs CAP_SYS_ADMIN): run it with sudo",
         ));
     }
-    let rep = gateway::run(opts)?;
+    let (rep, facts) = gateway::run(opts)?;
+    if let Some(path) = std::env::var_os("VMPATH_FACTS_OUT") {
+        output::write_facts(std::path::Path::new(&path), &facts);
+    }
     let style = Style::detect(g.verbose);
     let res = output::emit(g.json, &rep, |out| {
         if opts.only.is_some() {

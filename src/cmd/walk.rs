@@ -107,7 +107,10 @@ fn walk_router(g: &GlobalArgs, r: &RouterTarget, mut opts: gateway::Options) -> 
     // As `vmpath router ID`: listening on the wire too.
     opts.only = Some(r.router_id.clone());
     opts.wire = true;
-    let rep = gateway::run(&opts)?;
+    let (rep, facts) = gateway::run(&opts)?;
+    if let Some(path) = std::env::var_os("VMPATH_FACTS_OUT") {
+        output::write_facts(std::path::Path::new(&path), &facts);
+    }
     let style = Style::detect(g.verbose);
     let res = output::emit(g.json, &rep, |out| output::routers::one(out, &rep, style));
     Ok(output::exit_after(

@@ -101,3 +101,174 @@ pub fn report(f: &Facts) -> RoutersReport {
         elapsed_ms: 0.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A capture of `lab/capture-facts`: the facts `routers`/`router ID` gathered on the lab's
+    /// gateway gwA and the report it printed.
+    fn capture(name: &str) -> (Facts, serde_json::Value) {
+        let path = format!(
+            "{}/tests/fixtures/facts/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).expect("capture (lab/capture-facts)");
+        let mut doc: serde_json::Value = serde_json::from_str(&text).expect("capture JSON");
+        let facts = serde_json::from_value(doc["facts"].take()).expect("facts deserialize");
+        (facts, doc["report"].take())
+    }
+
+    /// (router or "node", id, subject, status) of every check.
+    fn rows(r: &RoutersReport) -> Vec<(String, String, Option<String>, Status)> {
+        let mut v: Vec<_> = r
+            .routers
+            .iter()
+            .flat_map(|x| {
+                x.checks.iter().map(|c| {
+                    (
+                        x.router_id.clone(),
+                        c.id.to_string(),
+                        c.subject.clone(),
+                        c.status,
+                    )
+                })
+            })
+            .collect();
+        v.extend(r.host_checks.iter().map(|c| {
+            (
+                "node".to_string(),
+                c.id.to_string(),
+                c.subject.clone(),
+                c.status,
+            )
+        }));
+        v
+    }
+
+    fn live_rows(j: &serde_json::Value) -> Vec<(String, String, Option<String>, Status)> {
+        let row = |who: String, c: &serde_json::Value| {
+            (
+                who,
+                c["id"].as_str().unwrap_or("").to_string(),
+                c["subject"].as_str().map(str::to_string),
+                serde_json::from_value(c["status"].clone()).expect("status"),
+            )
+        };
+        let mut v: Vec<_> = j["routers"]
+            .as_array()
+            .expect("routers")
+            .iter()
+            .flat_map(|x| {
+                let id = x["router_id"].as_str().unwrap_or("").to_string();
+                x["checks"]
+                    .as_array()
+                    .expect("checks")
+                    .iter()
+                    .map(move |c| row(id.clone(), c))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.extend(
+            j["host_checks"]
+                .as_array()
+                .expect("host checks")
+                .iter()
+                .map(|c| row("node".into(), c)),
+        );
+        v
+    }
+
+    const CAPTURES: &[&str] = &[
+        "routers-gwA-healthy",
+        "routers-gwA-conntrack-full",
+        "routers-gwA-mtu-mismatch",
+        "routers-gwA-ovs-dead-port",
+        "router-gwA-split-brain",
+        "router-gwA-keepalived-killed",
+    ];
+
+    #[test]
+    fn captured_facts_give_the_checks_and_views_the_live_run_printed() {
+        for name in CAPTURES {
+            let (facts, live) = capture(name);
+            let r = report(&facts);
+            assert_eq!(rows(&r), live_rows(&live), "{name}: checks differ");
+            assert_eq!(
+                serde_json::to_value(&r.routers[0].views).expect("views"),
+                live["routers"][0]["views"],
+                "{name}: views differ"
+            );
+            assert_eq!(
+                serde_json::to_value(r.verdict).expect("v"),
+                live["verdict"],
+                "{name}"
+            );
+        }
+    }
+
+    fn not_ok(name: &str) -> Vec<(String, Status)> {
+        let (facts, _) = capture(name);
+        rows(&report(&facts))
+            .into_iter()
+            .filter(|r| r.3 != Status::Ok)
+            .map(|r| (r.1, r.3))
+            .collect()
+    }
+
+    #[test]
+    fn a_healthy_ha_gateway_is_all_ok_and_each_fault_fails_its_check() {
+        let f = |id: &str| (id.to_string(), Status::Fail);
+        assert_eq!(not_ok("routers-gwA-healthy"), []);
+        assert_eq!(
+            not_ok("routers-gwA-conntrack-full"),
+            [f("router.conntrack")]
+        );
+        assert_eq!(not_ok("routers-gwA-mtu-mismatch"), [f("mtu.vxlan")]);
+        assert_eq!(not_ok("routers-gwA-ovs-dead-port"), [f("ovs.ports")]);
+        assert_eq!(not_ok("router-gwA-split-brain"), [f("router.dad")]);
+        assert_eq!(
+            not_ok("router-gwA-keepalived-killed"),
+            [
+                f("router.keepalived"),
+                ("router.vrrp".to_string(), Status::Unknown)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_peer_document_makes_the_pair_judged_together() {
+        let (mut facts, _) = capture("routers-gwA-healthy");
+        let here = report(&facts);
+        let r = &here.routers[0];
+        assert_eq!(r.views.addresses, "primary");
+        // The other gateway also holds the addresses: split-brain across the pair.
+        facts.peer = Some(crate::collect::peer::PeerDoc {
+            host: Some("gwB".into()),
+            routers: vec![crate::collect::peer::PeerRouter {
+                router_id: r.router_id.clone(),
+                views: crate::collect::peer::PeerViews {
+                    addresses: "primary".into(),
+                    state_file: "primary".into(),
+                },
+            }],
+        });
+        let both = report(&facts);
+        let peer = both.routers[0]
+            .checks
+            .iter()
+            .find(|c| c.id == "router.peer")
+            .expect("router.peer");
+        assert_eq!(peer.status, Status::Fail, "{peer:?}");
+        assert!(peer.summary.contains("split-brain"), "{peer:?}");
+        // ... and no BGP answer at all is the node's unknown row, not a router failure.
+        facts.peer = None;
+        facts.bgp = Some(Vec::new());
+        let r = report(&facts);
+        assert!(r.routers.iter().all(|x| x.verdict == Status::Ok));
+        assert!(r
+            .host_checks
+            .iter()
+            .any(|c| c.id == "bgp.daemon" && c.status == Status::Unknown));
+    }
+}

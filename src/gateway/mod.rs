@@ -105,13 +105,13 @@ impl Options {
 /// Where the host's named network namespaces are.
 pub const DEFAULT_NETNS_DIR: &str = "/run/netns";
 
-/// Read the node and check it.
-pub fn run(opts: &Options) -> Result<RoutersReport> {
+/// Read the node and check it: the report, and the facts it was computed from.
+pub fn run(opts: &Options) -> Result<(RoutersReport, Facts)> {
     let start = Instant::now();
     let facts = gather::gather(opts)?;
     let mut report = checks::report(&facts);
     report.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
-    Ok(report)
+    Ok((report, facts))
 }
 
 /// Why a router id names no single namespace.
@@ -190,7 +190,7 @@ pub fn router_for(target: &Target, base: &Options) -> Option<RouterTarget> {
             quick.dump = false;
             quick.bgp = false;
             quick.ovsdb = Vec::new();
-            let rep = run(&quick).ok()?;
+            let (rep, _) = run(&quick).ok()?;
             let r = rep.routers.iter().find(|r| {
                 r.tenant_prefixes.iter().any(|p| {
                     let Some((net, len)) = p.split_once('/') else {

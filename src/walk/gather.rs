@@ -112,6 +112,32 @@ impl Default for Timer {
     }
 }
 
+/// The port `target` names among the host's links and records, and its desired state from the
+/// host's records and `overrides`. Pure. `Error::NotHere` when no port matches.
+pub fn resolve_port(
+    net: &HostNet,
+    dnsmasq: &[Dnsmasq],
+    target: &Target,
+    overrides: &Overrides,
+) -> Result<Port> {
+    let id = port::resolve(target, net, dnsmasq)?;
+    let source = HostRecords { dnsmasq, overrides };
+    let desired = source.desired(&id, net);
+    Ok(Port {
+        id,
+        desired,
+        desired_source: source.name(),
+        mac_flag: overrides.mac.clone(),
+    })
+}
+
+impl Facts {
+    /// [`resolve_port`] on the gathered facts (a captured host, or a sweep's one read).
+    pub fn port(&self, target: &Target, overrides: &Overrides) -> Result<Port> {
+        resolve_port(&self.net, &self.dnsmasq, target, overrides)
+    }
+}
+
 /// The host-wide facts, read; the firewall still being read on its own thread.
 pub struct Gathering {
     sources: Sources,
@@ -189,19 +215,9 @@ impl Gathering {
     /// The port `target` names on this host, and its desired state from the host's records
     /// (and `overrides`). `Error::NotHere` when no port matches.
     pub fn port(&self, target: &Target, overrides: &Overrides) -> Result<Port> {
-        let id = port::resolve(target, &self.net, &self.dnsmasq)?;
-        let source = HostRecords {
-            dnsmasq: &self.dnsmasq,
-            overrides,
-        };
-        let desired = source.desired(&id, &self.net);
+        let p = resolve_port(&self.net, &self.dnsmasq, target, overrides);
         self.timer.mark("resolved");
-        Ok(Port {
-            id,
-            desired,
-            desired_source: source.name(),
-            mac_flag: overrides.mac.clone(),
-        })
+        p
     }
 
     /// Read what `ports` need beyond the host-wide facts, all ports together, and join the

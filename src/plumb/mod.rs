@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::collect::dnsmasq::HostEntry;
 use crate::error::{Error, Result};
 use crate::model::{exit, Check, Status};
-use crate::walk::{self, PortReport, WalkOptions, WalkReport, Walked};
+use crate::walk::{self, PortReport, WalkOptions, Walked};
 use apply::{HostOps, Inject, StepResult};
 use plan::{Blocked, DhcpState, PlanFlags, PlanInput, Step};
 use records::Trust;
@@ -323,7 +323,7 @@ pub fn run(opts: &PlumbOptions) -> Result<PlumbReport> {
         }
         st = walk::run(&wopts)?;
     }
-    let before = st.report.clone();
+    let before = &st.report;
     let id = st.port.id.clone();
     let want = st.port.desired.clone();
     let mut host = sys::System::open(opts.walk.timeout).map_err(|e| {
@@ -395,7 +395,6 @@ pub fn run(opts: &PlumbOptions) -> Result<PlumbReport> {
             opts,
             &mut host,
             &wopts,
-            &before,
             &st,
             &the_plan.steps,
             &dhcp,
@@ -432,17 +431,18 @@ pub fn run(opts: &PlumbOptions) -> Result<PlumbReport> {
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Apply the steps under the lock, verify with the walk's own checks, roll back on failure.
+/// `st` is the walk the plan was made from.
 fn apply_and_verify(
     opts: &PlumbOptions,
     host: &mut sys::System,
     wopts: &WalkOptions,
-    before: &WalkReport,
     st: &Walked,
     steps: &[Step],
     dhcp: &DhcpState,
     report: &mut PlumbReport,
 ) -> Result<()> {
+    let before = &st.report;
     let id = &st.port.id;
     let ips = st.port.desired.ip_list();
     let host_file: Option<PathBuf> = steps

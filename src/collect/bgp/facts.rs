@@ -294,6 +294,13 @@ impl fmt::Display for BgpError {
 
 impl std::error::Error for BgpError {}
 
+/// A daemon that could not be asked: could not determine.
+impl From<BgpError> for crate::error::Error {
+    fn from(e: BgpError) -> Self {
+        crate::error::Error::Unknown(e.to_string())
+    }
+}
+
 /// Default BIRD control sockets, in the order tried.
 pub const BIRD_DEFAULT_SOCKETS: [&str; 3] = [
     "/run/bird/bird.ctl",

@@ -116,7 +116,10 @@ ha_json() {
     printf '\n    },\n'
     printf '    "fault_host": "%s", "split_brain_host": "%s", "dead_tag": %s,\n' "$HA_FAULT_GW" "$HA_SPLIT_GW" "$HA_DEAD_TAG"
     printf '    "conntrack_max": %s, "conntrack_fill_percent": 96,\n' "$(ct_max)"
-    printf '    "faults": ["vrrp-split-brain", "keepalived-killed", "no-primary", "conntrack-full", "mtu-mismatch", "gw-no-advertise", "ovs-dead-port"]\n'
+    # the faults of this part: those whose host (lab/faults.tsv) is a gateway
+    printf '    "faults": [%s]\n' "$(for f in "${FAULTS[@]}"; do
+        [[ " ${HA_GWS[*]} " != *" ${FAULT_HOST[$f]} "* ]] || printf '"%s", ' "$f"
+    done | sed 's/, $//')"
     printf '  },\n'
 }
 

@@ -127,12 +127,22 @@ readonly HA_TAG=1 HA_HA_TAG=2 HA_DEAD_TAG=4095
 readonly HA_FAULT_GW=gwA        # mtu-mismatch, gw-no-advertise, conntrack-full, ovs-dead-port
 readonly HA_SPLIT_GW=gwB        # vrrp-split-brain: nft drops VRRP in gwB's qrouter namespace
 
-# Fault names, in the order `help` lists them.
-readonly -a FAULTS=(tap-missing tap-down mtu gw-missing gw-prefixroute proxy-arp-off route-missing
-    route-wrong-tap dhcp-missing dhcp-wrong-mac metadata-down export-filter
-    export-filter-hv2 bgp-down bgp-down-hv2 sg-drop sg-drop-hv2 sg-missing ecmp-blackhole
-    vrrp-split-brain keepalived-killed no-primary conntrack-full mtu-mismatch gw-no-advertise
-    ovs-dead-port)
+# Faults: the table lab/faults.tsv (its header explains the columns; tests/lab.rs
+# reads it too). FAULTS: the names, in the order `help` lists them; FAULT_HOST:
+# where vmpath sees each one (hv1, hv2, pc1, gwA, gwB).
+FAULTS=()
+declare -A FAULT_HOST=()
+[[ -r $FAULT_TABLE ]] || die "cannot read the fault table $FAULT_TABLE"
+while IFS=$'\t' read -r -a _row || ((${#_row[@]})); do
+    ((${#_row[@]})) || continue
+    [[ ${_row[0]} != '#'* ]] || continue
+    ((${#_row[@]} == 7)) || die "$FAULT_TABLE: not 7 tab-separated columns: ${_row[*]}"
+    FAULTS+=("${_row[0]}")
+    FAULT_HOST[${_row[0]}]=${_row[1]}
+done <"$FAULT_TABLE"
+unset _row
+readonly -a FAULTS
+readonly -A FAULT_HOST
 
 # Daemons: "name netns". daemon_pattern gives the string (specific to the lab
 # directory) that its command line must contain before we signal a PID.

@@ -1,5 +1,5 @@
-//! Root-free tests on output captured from the built-in lab (tests/fixtures/, see
-//! LAB-FIXTURES.md): zero-configuration discovery from the real daemons' command lines, and the
+//! Root-free tests on output captured from the built-in lab (tests/fixtures/lab-captures/, see
+//! its README.md): zero-configuration discovery from the real daemons' command lines, and the
 //! security-group checks on the lab's real rulesets (iptables-nft on hv1, native nft on hv2).
 
 use std::net::IpAddr;
@@ -20,11 +20,26 @@ fn process(pid: u32, raw: &[u8]) -> Process {
 fn table() -> ProcTable {
     ProcTable {
         procs: vec![
-            process(10, include_bytes!("fixtures/proc-cmdline-bird-hv1.bin")),
-            process(11, include_bytes!("fixtures/proc-cmdline-bgpd-hv2.bin")),
-            process(12, include_bytes!("fixtures/proc-cmdline-zebra-hv2.bin")),
-            process(13, include_bytes!("fixtures/proc-cmdline-dnsmasq-hv1.bin")),
-            process(14, include_bytes!("fixtures/proc-cmdline-metadata-hv1.bin")),
+            process(
+                10,
+                include_bytes!("fixtures/lab-captures/proc-cmdline-bird-hv1.bin"),
+            ),
+            process(
+                11,
+                include_bytes!("fixtures/lab-captures/proc-cmdline-bgpd-hv2.bin"),
+            ),
+            process(
+                12,
+                include_bytes!("fixtures/lab-captures/proc-cmdline-zebra-hv2.bin"),
+            ),
+            process(
+                13,
+                include_bytes!("fixtures/lab-captures/proc-cmdline-dnsmasq-hv1.bin"),
+            ),
+            process(
+                14,
+                include_bytes!("fixtures/lab-captures/proc-cmdline-metadata-hv1.bin"),
+            ),
         ],
     }
 }
@@ -89,7 +104,7 @@ fn hv1(save4: &str) -> FirewallFacts {
     let mut f = FirewallFacts::from_iptables_save(Family::Ip, save4);
     let v6 = FirewallFacts::from_iptables_save(
         Family::Ip6,
-        include_str!("fixtures/ip6tables-save-hv1.txt"),
+        include_str!("fixtures/lab-captures/ip6tables-save-hv1.txt"),
     );
     f.tables.extend(v6.tables);
     f.sources.extend(v6.sources);
@@ -131,7 +146,7 @@ fn status(cs: &[vmpath::model::Check], id: &str) -> Vec<Status> {
 #[test]
 fn lab_iptables_rules_healthy_explicit_drop_and_unhooked() {
     let flow = sg::parse_flow("tcp/22").expect("flow");
-    let healthy = hv1(include_str!("fixtures/iptables-save-hv1.txt"));
+    let healthy = hv1(include_str!("fixtures/lab-captures/iptables-save-hv1.txt"));
     let cs = sg::checks(&healthy, &vm1(), Some(&flow));
     assert_eq!(status(&cs, "sg.chains"), vec![Status::Ok]);
     assert_eq!(status(&cs, "sg.drops"), vec![Status::Ok]);
@@ -140,12 +155,16 @@ fn lab_iptables_rules_healthy_explicit_drop_and_unhooked() {
         "{cs:#?}"
     );
 
-    let dropped = hv1(include_str!("fixtures/iptables-save-hv1-sg-drop.txt"));
+    let dropped = hv1(include_str!(
+        "fixtures/lab-captures/iptables-save-hv1-sg-drop.txt"
+    ));
     let cs = sg::checks(&dropped, &vm1(), Some(&flow));
     assert_eq!(status(&cs, "sg.drops"), vec![Status::Warn], "{cs:#?}");
     assert!(status(&cs, "sg.flow").contains(&Status::Fail), "{cs:#?}");
 
-    let missing = hv1(include_str!("fixtures/iptables-save-hv1-sg-missing.txt"));
+    let missing = hv1(include_str!(
+        "fixtures/lab-captures/iptables-save-hv1-sg-missing.txt"
+    ));
     let cs = sg::checks(&missing, &vm1(), None);
     assert_eq!(status(&cs, "sg.chains"), vec![Status::Fail], "{cs:#?}");
 }
@@ -153,7 +172,7 @@ fn lab_iptables_rules_healthy_explicit_drop_and_unhooked() {
 #[test]
 fn lab_nft_rules_healthy_and_explicit_drop() {
     let flow = sg::parse_flow("tcp/22").expect("flow");
-    let healthy = hv2(include_str!("fixtures/nft-ruleset-hv2.json"));
+    let healthy = hv2(include_str!("fixtures/lab-captures/nft-ruleset-hv2.json"));
     let cs = sg::checks(&healthy, &vm3(), Some(&flow));
     assert_eq!(status(&cs, "sg.chains"), vec![Status::Ok], "{cs:#?}");
     assert_eq!(status(&cs, "sg.drops"), vec![Status::Ok]);
@@ -168,7 +187,9 @@ fn lab_nft_rules_healthy_and_explicit_drop() {
         "{cs:#?}"
     );
 
-    let dropped = hv2(include_str!("fixtures/nft-ruleset-hv2-sg-drop-hv2.json"));
+    let dropped = hv2(include_str!(
+        "fixtures/lab-captures/nft-ruleset-hv2-sg-drop-hv2.json"
+    ));
     let cs = sg::checks(&dropped, &vm3(), Some(&flow));
     assert_eq!(status(&cs, "sg.drops"), vec![Status::Warn], "{cs:#?}");
     assert!(

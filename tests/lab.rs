@@ -221,86 +221,62 @@ fn every_target_form_finds_the_same_port() {
     }
 }
 
-/// A planted fault: its name, the hypervisor and VM to walk, the checks that must fail and the
-/// checks that may also fail as its direct consequence.
-type Fault = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static [&'static str],
-    &'static [&'static str],
-);
+/// One row of lab/faults.tsv (its header explains the columns): a fault, where vmpath runs to
+/// see it, what it is given there, the table-driven test that plants it, the checks that must
+/// fail and the checks that may also fail as its direct consequence.
+struct Fault {
+    name: &'static str,
+    host: &'static str,
+    target: &'static str,
+    test: &'static str,
+    must: Vec<&'static str>,
+    may: Vec<&'static str>,
+    what: &'static str,
+}
 
-const FAULTS: &[Fault] = &[
-    (
-        "tap-down",
-        "hv1",
-        VM1,
-        &["tap.state"],
-        &[
-            "route.host",
-            "route.lookup",
-            "bgp.rib",
-            "bgp.export",
-            "neigh.vm",
-            "metadata.proxy",
-            "tap.gateway",
-            "dhcp.host",
-        ],
-    ),
-    ("mtu", "hv1", VM1, &["tap.mtu"], &[]),
-    ("gw-missing", "hv1", VM1, &["tap.gateway"], &[]),
-    (
-        "gw-prefixroute",
-        "hv1",
-        VM1,
-        &["tap.gateway", "route.connected"],
-        &[],
-    ),
-    ("proxy-arp-off", "hv1", VM1, &["tap.proxy_arp"], &[]),
-    (
-        "route-missing",
-        "hv1",
-        VM1,
-        &["route.host", "route.lookup", "bgp.rib"],
-        &["bgp.export"],
-    ),
-    (
-        "route-wrong-tap",
-        "hv1",
-        VM1,
-        &["route.host", "route.lookup"],
-        &[],
-    ),
-    ("dhcp-missing", "hv1", VM1, &["dhcp.host"], &[]),
-    ("dhcp-wrong-mac", "hv1", VM1, &["dhcp.host"], &[]),
-    ("metadata-down", "hv1", VM1, &["metadata.proxy"], &[]),
-    ("export-filter", "hv1", VM1, &["bgp.export"], &[]),
-    ("export-filter-hv2", "hv2", VM3, &["bgp.export"], &[]),
-    ("bgp-down", "hv1", VM1, &["bgp.session", "bgp.export"], &[]),
-    (
-        "bgp-down-hv2",
-        "hv2",
-        VM3,
-        &["bgp.session", "bgp.export"],
-        &[],
-    ),
-    (
-        "sg-missing",
-        "hv1",
-        VM1,
-        &["sg.chains"],
-        &["metadata.proxy"],
-    ),
-    ("sg-drop", "hv1", VM1, &["sg.drops"], &[]),
-    ("sg-drop-hv2", "hv2", VM3, &["sg.drops"], &[]),
-];
+/// The fault table lab/vmlab reads too.
+const FAULT_TABLE: &str = include_str!("../lab/faults.tsv");
+
+/// A list column: "-" is empty, items are comma-separated.
+fn list_column(col: &'static str) -> Vec<&'static str> {
+    if col == "-" {
+        Vec::new()
+    } else {
+        col.split(',').collect()
+    }
+}
+
+/// The rows of lab/faults.tsv, in its order (comment lines start with '#').
+fn faults() -> Vec<Fault> {
+    FAULT_TABLE
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let c: Vec<&'static str> = l.split('\t').collect();
+            assert_eq!(
+                c.len(),
+                7,
+                "lab/faults.tsv: not 7 tab-separated columns: {l:?}"
+            );
+            Fault {
+                name: c[0],
+                host: c[1],
+                target: c[2],
+                test: c[3],
+                must: list_column(c[4]),
+                may: list_column(c[5]),
+                what: c[6],
+            }
+        })
+        .collect()
+}
 
 #[test]
 fn each_fault_fails_its_check_and_clearing_it_restores_ok() {
     let Some((lab, _g)) = lab() else { return };
     let mut failures = Vec::new();
-    for (fault, ns, vm, must, may) in FAULTS {
+    for f in faults().iter().filter(|f| f.test == "walk") {
+        let (fault, ns, vm, must, may) = (f.name, f.host, f.target, &f.must[..], &f.may[..]);
         let t = Instant::now();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             lab.with_fault(fault, || {
@@ -339,6 +315,157 @@ fn each_fault_fails_its_check_and_clearing_it_restores_ok() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// The delimiter of the here-document that shell line `line` opens, if any (`<<EOF`,
+/// `<<'EOF'`; not a here-string `<<<`).
+fn heredoc_tag(line: &str) -> Option<String> {
+    let rest = &line[line.find("<<")? + 2..];
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    if rest.starts_with('<') {
+        return None;
+    }
+    let tag: String = rest
+        .trim_start_matches(['\'', '"'])
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!tag.is_empty()).then_some(tag)
+}
+
+/// The arms of the `case` statements in shell function `name` of `code`: (labels, lines) for
+/// every arm whose labels are plain words (fault names), in order. The function ends at the
+/// first `}` line outside a here-document.
+fn case_arms<'a>(code: &'a str, name: &str) -> Vec<(Vec<&'a str>, Vec<&'a str>)> {
+    let head = format!("{name}() {{");
+    let mut lines = code.lines().skip_while(|l| l.trim_end() != head);
+    assert!(lines.next().is_some(), "no function {name}() in lab/");
+    let is_word = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let mut arms: Vec<(Vec<&str>, Vec<&str>)> = Vec::new();
+    let mut heredoc: Option<String> = None;
+    for l in lines {
+        if let Some(tag) = &heredoc {
+            if l.trim() == tag {
+                heredoc = None;
+            }
+            continue;
+        }
+        if l == "}" {
+            break;
+        }
+        heredoc = heredoc_tag(l);
+        let labels = l
+            .trim_start()
+            .split_once(')')
+            .map(|(pat, _)| pat.split('|').map(str::trim).collect::<Vec<_>>())
+            .filter(|ws| ws.iter().all(|w| is_word(w)));
+        match (labels, arms.last_mut()) {
+            (Some(ws), _) => arms.push((ws, vec![l])),
+            (None, Some((_, body))) => body.push(l),
+            (None, None) => {}
+        }
+    }
+    arms
+}
+
+/// lab/faults.tsv agrees with the lab: it is well formed and names only vmpath's checks; the
+/// lab's fault code plants and clears exactly the faults it lists (each one handed to the HA
+/// part's functions has an arm there), and `vmlab help` lists them in its order. Needs no root.
+#[test]
+fn the_fault_table_matches_the_lab() {
+    let rows = faults();
+    let names: Vec<&str> = rows.iter().map(|f| f.name).collect();
+    let table: BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(table.len(), names.len(), "a fault name twice: {names:?}");
+    let ids: BTreeSet<&str> = vmpath::check::CATALOGUE
+        .iter()
+        .chain(vmpath::check::router::ROUTER_CATALOGUE)
+        .map(|(i, _)| *i)
+        .collect();
+    for f in &rows {
+        assert!(
+            ["walk", "routers", "-"].contains(&f.test),
+            "{}: test {:?}",
+            f.name,
+            f.test
+        );
+        for col in [f.name, f.host, f.target, f.test, f.what] {
+            assert!(
+                !col.is_empty() && col.trim() == col,
+                "{}: column {col:?}",
+                f.name
+            );
+        }
+        for id in f.must.iter().chain(&f.may) {
+            assert!(ids.contains(id), "{}: {id} is not a vmpath check", f.name);
+        }
+        if f.test != "-" {
+            assert!(
+                !f.must.is_empty() && f.host != "-",
+                "{}: no host or must",
+                f.name
+            );
+        }
+        if f.test == "walk" {
+            assert!(f.target != "-", "{}: walk without a target", f.name);
+        }
+    }
+    assert!(
+        FAULT_TABLE.ends_with('\n'),
+        "lab/faults.tsv: no final newline"
+    );
+    // The lab's code: lab/vmlab and lab/lib/*.sh.
+    let lab_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab");
+    let mut files = vec![lab_dir.join("vmlab")];
+    let mut libs: Vec<PathBuf> = std::fs::read_dir(lab_dir.join("lib"))
+        .expect("read lab/lib")
+        .map(|e| e.expect("lab/lib entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sh"))
+        .collect();
+    libs.sort();
+    files.extend(libs);
+    let code: String = files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("read the lab's code") + "\n")
+        .collect();
+    for (top, ha) in [("plant", "ha_plant"), ("heal", "ha_heal")] {
+        let arms = case_arms(&code, top);
+        let done: BTreeSet<&str> = arms.iter().flat_map(|(ws, _)| ws.iter().copied()).collect();
+        assert_eq!(
+            done, table,
+            "{top}() and lab/faults.tsv name different faults"
+        );
+        let handed: BTreeSet<&str> = arms
+            .iter()
+            .filter(|(_, body)| body.iter().any(|l| l.contains(ha)))
+            .flat_map(|(ws, _)| ws.iter().copied())
+            .collect();
+        let there: BTreeSet<&str> = case_arms(&code, ha)
+            .iter()
+            .flat_map(|(ws, _)| ws.iter().copied())
+            .collect();
+        assert_eq!(
+            handed, there,
+            "{top}() hands {ha}() other faults than it has"
+        );
+    }
+    // vmlab takes its fault list from the table.
+    let out = Command::new(vmlab())
+        .arg("help")
+        .output()
+        .expect("run lab/vmlab help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let listed: Vec<&str> = help
+        .lines()
+        .find_map(|l| l.strip_prefix("faults: "))
+        .expect("vmlab help lists the faults")
+        .split(' ')
+        .collect();
+    assert_eq!(listed, names, "vmlab help and lab/faults.tsv");
 }
 
 #[test]
@@ -1328,25 +1455,15 @@ fn routers_on_the_ha_gateways_healthy_and_faults() {
         bad.contains(&("router.mtu_peer".into(), "fail".into())),
         "{bad:?}"
     );
-    // Each fault: (fault, gateway to look at, checks that must fail there).
-    let cases: &[(&str, &str, &[&str])] = &[
-        ("conntrack-full", "gwA", &["router.conntrack"]),
-        ("mtu-mismatch", "gwA", &["mtu.vxlan"]),
-        ("ovs-dead-port", "gwA", &["ovs.ports"]),
-        (
-            "keepalived-killed",
-            "gwA",
-            &["router.keepalived", "router.vrrp"],
-        ),
-        ("no-primary", "gwB", &["router.keepalived"]),
-        ("gw-no-advertise", "gwA", &["bgp.export"]),
-    ];
-    for (fault, host, must) in cases {
+    // Each fault lab/faults.tsv gives to this test: the gateway to look at (host), the checks
+    // that must fail there.
+    for f in faults().iter().filter(|f| f.test == "routers") {
+        let (fault, host, must) = (f.name, f.host, &f.must);
         lab.with_fault(fault, || {
             let (code, doc) = routers_on(lab, host);
             let bad = routers_not_ok(&doc);
             assert_eq!(code, 2, "{fault} on {host}: {bad:?}");
-            for m in *must {
+            for m in must {
                 assert!(
                     bad.contains(&(m.to_string(), "fail".to_string())),
                     "{fault} on {host}: {m} does not fail: {bad:?}"

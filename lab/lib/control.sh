@@ -123,7 +123,12 @@ cmd_up() {
     while true; do
         if [[ -e $DIR/ready ]]; then break; fi
         if [[ -e $DIR/failed ]]; then why=$(cat "$DIR/failed"); break; fi
-        if ! pid_alive "$spawn_pid" "$(holder_pattern)"; then why="the holder process exited (see $DIR/logs/holder.log)"; break; fi
+        if ! pid_alive "$spawn_pid"; then why="the holder process exited (see $DIR/logs/holder.log)"; break; fi
+        # Right after the fork the child is still this shell, not yet `setsid unshare …`: its
+        # command line names the holder only once it has exec'd (give it 2 s).
+        if ! pid_alive "$spawn_pid" "$(holder_pattern)" && (($(now_ms) - start > 2000)); then
+            why="pid $spawn_pid is not the lab's holder (see $DIR/logs/holder.log)"; break
+        fi
         if (($(now_ms) > end)); then why="timeout after ${TIMEOUT}s"; break; fi
         sleep 0.2
     done

@@ -28,6 +28,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use super::packet::{self, Probe, Reply, ReplyKind};
 use super::report::{Flow, Hop, Outcome};
 use super::route::{LocalRoute, Router};
+use crate::error::{Error, Result};
 
 /// Which flows are traced hop by hop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,18 +71,6 @@ pub struct Outcomes {
     pub classify_elapsed: Duration,
     /// Ports skipped because a local socket held them.
     pub skipped_ports: Vec<u16>,
-}
-
-/// An error of the probe setup, with the exit code it deserves.
-#[derive(Debug)]
-pub struct ProbeError {
-    pub message: String,
-    /// 3: could not determine anything (privileges, no route); 64: bad usage.
-    pub exit: i32,
-}
-
-fn err3(message: String) -> ProbeError {
-    ProbeError { message, exit: 3 }
 }
 
 /// Burst and rate of a Linux router's ICMP limiter towards one destination.
@@ -220,7 +209,7 @@ fn raw(domain: Domain, proto: i32) -> io::Result<Socket> {
 }
 
 /// Run a probe in the current thread's network namespace.
-pub fn run(cfg: Config) -> Result<Outcomes, ProbeError> {
+pub fn run(cfg: Config) -> Result<Outcomes> {
     let started = Instant::now();
     let v6 = cfg.dst.is_ipv6();
     let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
@@ -229,22 +218,19 @@ pub fn run(cfg: Config) -> Result<Outcomes, ProbeError> {
         None => pick_source(&cfg)?,
     };
     if src.is_ipv6() != v6 {
-        return Err(ProbeError {
-            message: format!(
-                "--source {src} is not the same address family as {}",
-                cfg.dst
-            ),
-            exit: 64,
-        });
+        return Err(Error::usage(format!(
+            "--source {src} is not the same address family as {}",
+            cfg.dst
+        )));
     }
     let need_raw = |e: io::Error| {
         if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EACCES) {
-            err3(format!(
+            Error::privilege(format!(
                 "cannot open a raw socket: {e}. vmpath probe needs CAP_NET_RAW: run it as root, or \
                  grant it once with `sudo setcap cap_net_raw,cap_net_admin+ep $(command -v vmpath)`"
             ))
         } else {
-            err3(format!("cannot open a raw socket: {e}"))
+            Error::unknown(format!("cannot open a raw socket: {e}"))
         }
     };
     let send = raw(domain, libc::IPPROTO_RAW).map_err(need_raw)?;
@@ -261,7 +247,7 @@ pub fn run(cfg: Config) -> Result<Outcomes, ProbeError> {
     if let Some(dev) = &cfg.interface {
         for s in [&send, &icmp, &tcp] {
             s.bind_device(Some(dev.as_bytes())).map_err(|e| {
-                err3(format!(
+                Error::unknown(format!(
                     "cannot bind to interface {dev}: {e} (check the name with `ip link`)"
                 ))
             })?;
@@ -292,21 +278,21 @@ pub fn run(cfg: Config) -> Result<Outcomes, ProbeError> {
             }
             Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
                 if cfg.explicit_sports {
-                    return Err(err3(format!(
+                    return Err(Error::unknown(format!(
                         "source port {p} is in use on this host: pick other ports with --sports"
                     )));
                 }
                 skipped.push(p);
             }
             Err(e) => {
-                return Err(err3(format!(
+                return Err(Error::unknown(format!(
                     "cannot reserve source port {p} on {src}: {e}"
                 )))
             }
         }
     }
     if sports.len() < want {
-        return Err(err3(format!(
+        return Err(Error::unknown(format!(
             "could only reserve {} of {want} source ports",
             sports.len()
         )));
@@ -336,7 +322,7 @@ pub fn run(cfg: Config) -> Result<Outcomes, ProbeError> {
         started,
     };
     let routes = e.local_routes();
-    let (attempts, classify_elapsed) = e.classify()?;
+    let (attempts, classify_elapsed) = e.classify();
     let mut flows: Vec<Flow> = e
         .sports
         .iter()
@@ -367,27 +353,27 @@ fn reserve(domain: Domain, src: IpAddr, port: u16) -> io::Result<Socket> {
 }
 
 /// The source address the kernel would use towards the destination.
-fn pick_source(cfg: &Config) -> Result<IpAddr, ProbeError> {
+fn pick_source(cfg: &Config) -> Result<IpAddr> {
     let domain = if cfg.dst.is_ipv6() {
         Domain::IPV6
     } else {
         Domain::IPV4
     };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| {
-        err3(format!(
+        Error::unknown(format!(
             "cannot open a UDP socket to pick a source address: {e}"
         ))
     })?;
     if let Some(dev) = &cfg.interface {
         s.bind_device(Some(dev.as_bytes())).map_err(|e| {
-            err3(format!(
+            Error::unknown(format!(
                 "cannot bind to interface {dev}: {e} (check the name with `ip link`)"
             ))
         })?;
     }
     s.connect(&SockAddr::from(SocketAddr::new(cfg.dst, cfg.port)))
         .map_err(|e| {
-            err3(format!(
+            Error::unknown(format!(
                 "no route to {} from this network namespace: {e} (check `ip route get {}`)",
                 cfg.dst, cfg.dst
             ))
@@ -396,7 +382,7 @@ fn pick_source(cfg: &Config) -> Result<IpAddr, ProbeError> {
         .ok()
         .and_then(|a| a.as_socket())
         .map(|a| a.ip())
-        .ok_or_else(|| err3("cannot read the source address the kernel picked".into()))
+        .ok_or_else(|| Error::unknown("cannot read the source address the kernel picked"))
 }
 
 fn flow_from_attempts(
@@ -664,7 +650,7 @@ impl Engine {
     }
 
     /// Phase 1: full-TTL SYNs. Returns each flow's attempts.
-    fn classify(&mut self) -> Result<(Attempts, Duration), ProbeError> {
+    fn classify(&mut self) -> (Attempts, Duration) {
         let n = self.sports.len();
         let mut out: Attempts = vec![Vec::new(); n];
         let start = Instant::now();
@@ -702,7 +688,7 @@ impl Engine {
                 out[f].push(self.answers.get(&final_seq[f]).copied());
             }
         }
-        Ok((out, start.elapsed()))
+        (out, start.elapsed())
     }
 
     /// Retry silent probes, paced by the modelled ICMP token buckets of the routers expected to

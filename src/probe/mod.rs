@@ -13,3 +13,6 @@ pub mod packet;
 pub mod report;
 pub mod route;
 pub mod schedule;
+
+#[cfg(test)]
+mod fixtures;

@@ -15,4 +15,8 @@ pub mod route;
 pub mod schedule;
 
 #[cfg(test)]
+mod fakenet;
+#[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod scenarios;

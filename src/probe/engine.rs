@@ -77,6 +77,7 @@ pub fn run_on<N: Network>(net: &mut N, cfg: Config, setup: Setup) -> Outcomes {
         skipped,
         routes,
         seq_base,
+        retry_seed,
     } = setup;
     let mut e = Engine {
         flow_of_port: sports.iter().enumerate().map(|(i, p)| (*p, i)).collect(),
@@ -85,6 +86,7 @@ pub fn run_on<N: Network>(net: &mut N, cfg: Config, setup: Setup) -> Outcomes {
         src: source,
         net,
         seq_base,
+        retry_seed,
         counter: 0,
         sent: HashMap::new(),
         last_sent: HashMap::new(),
@@ -130,6 +132,8 @@ struct Engine<'n, N: Network> {
     src: IpAddr,
     net: &'n mut N,
     seq_base: u32,
+    /// Shuffles the order of retries (see [`schedule::retry_order`]).
+    retry_seed: u64,
     counter: u32,
     sent: HashMap<u32, Sent>,
     /// Each flow's most recent probe.
@@ -478,12 +482,13 @@ impl<N: Network> Engine<'_, N> {
         // Silent hops on paths that answer later (or whose siblings answered at that TTL):
         // rate limiting until proven otherwise. Retry them, paced.
         let v6 = dst.is_ipv6();
-        let items = schedule::silent_hop_retries(&t.hops, v6);
+        let order = schedule::retry_order(&t.hops, self.retry_seed);
+        let items = schedule::silent_hop_retries(&t.hops, &order, v6);
         self.apply_retries(&items, &mut t.hops);
         // A failing flow's first silent hop may be rate limiting too: retry it while other flows
         // with the same previous hop got an answer at that TTL, and follow on when it answers.
         for _ in 0..self.cfg.max_ttl {
-            let items = schedule::frontier_retries(&t.hops, flows, self.cfg.max_ttl, v6);
+            let items = schedule::frontier_retries(&t.hops, &order, flows, self.cfg.max_ttl, v6);
             if items.is_empty() || self.apply_retries(&items, &mut t.hops) == 0 {
                 break;
             }

@@ -155,6 +155,7 @@ impl Lab {
             skipped: Vec::new(),
             routes,
             seq_base: 0x1000_0000,
+            retry_seed: 1,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! The engine takes every timestamp from [`Network::now`], so a network that is not the real
 //! one (the tests' replay of captured packets) can run it on virtual time.
 
+use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
@@ -67,6 +68,8 @@ pub struct Setup {
     pub routes: Vec<Option<LocalRoute>>,
     /// The run's base for probe ids (TCP sequence numbers), different each run.
     pub seq_base: u32,
+    /// Seeds the order in which retries visit the traced flows, different each run.
+    pub retry_seed: u64,
 }
 
 /// Raw sockets in the current thread's network namespace, and the bound TCP sockets that keep
@@ -202,6 +205,7 @@ pub fn open(cfg: &Config) -> Result<(RawNetwork, Setup)> {
             skipped,
             routes,
             seq_base,
+            retry_seed: RandomState::new().hash_one(seq_base),
         },
     ))
 }

@@ -247,11 +247,34 @@ pub fn expected_responders(hops: &HopMap, i: usize, ttl: u8) -> BTreeSet<IpAddr>
         .collect()
 }
 
+/// The traced flows in the order their retries go: shuffled by the run's `seed`. Retries take
+/// the tokens of a wave in order, and a silent flow's expected responders are often every router
+/// its siblings met (it is not known which one it goes through): in flow order, the flows of one
+/// path can crowd the head of every wave while another router's tokens go unused.
+pub fn retry_order(hops: &HopMap, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = hops.keys().copied().collect();
+    let mut x = seed;
+    // splitmix64
+    let mut next = || {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    for i in (1..order.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
 /// Silent hops on paths that answer later: rate limiting until proven otherwise. One retry for
-/// each, expecting whoever answered that TTL for the flows with the same previous hop.
-pub fn silent_hop_retries(hops: &HopMap, v6: bool) -> Vec<Retry> {
+/// each (flows in `order`), expecting whoever answered that TTL for the flows with the same
+/// previous hop.
+pub fn silent_hop_retries(hops: &HopMap, order: &[usize], v6: bool) -> Vec<Retry> {
     let mut items = Vec::new();
-    for (&i, hm) in hops {
+    for (i, hm) in order.iter().filter_map(|i| Some((*i, hops.get(i)?))) {
         let last = last_answered(hm);
         for (&ttl, _) in hm.iter().filter(|(t, a)| a.is_none() && **t < last) {
             items.push(Retry::new(i, ttl, expected_responders(hops, i, ttl), v6));
@@ -260,11 +283,17 @@ pub fn silent_hop_retries(hops: &HopMap, v6: bool) -> Vec<Retry> {
     items
 }
 
-/// A failing flow's first silent hop may be rate limiting too: retry it while other flows with
-/// the same previous hop got an answer at that TTL.
-pub fn frontier_retries(hops: &HopMap, flows: &[Flow], max_ttl: u8, v6: bool) -> Vec<Retry> {
+/// A failing flow's first silent hop may be rate limiting too: retry it (flows in `order`) while
+/// other flows with the same previous hop got an answer at that TTL.
+pub fn frontier_retries(
+    hops: &HopMap,
+    order: &[usize],
+    flows: &[Flow],
+    max_ttl: u8,
+    v6: bool,
+) -> Vec<Retry> {
     let mut items = Vec::new();
-    for (&i, hm) in hops {
+    for (i, hm) in order.iter().filter_map(|i| Some((*i, hops.get(i)?))) {
         if !flows.get(i).is_some_and(Flow::failing) {
             continue;
         }
@@ -619,6 +648,10 @@ mod tests {
         hops.iter().copied().collect()
     }
 
+    fn sorted(hops: &HopMap) -> Vec<usize> {
+        hops.keys().copied().collect()
+    }
+
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
     }
@@ -746,7 +779,7 @@ mod tests {
         );
         assert!(expected_responders(&hops, 9, 2).is_empty());
         assert_eq!(
-            silent_hop_retries(&hops, false),
+            silent_hop_retries(&hops, &sorted(&hops), false),
             vec![Retry::new(2, 2, [ip(gw1), ip(gw2)].into(), false)]
         );
         // A failing flow silent from hop 2 on: its frontier is hop 2, expected from its
@@ -754,21 +787,47 @@ mod tests {
         let mut flows: Vec<Flow> = (0..4).map(|i| flow(33000 + i, true, None)).collect();
         flows[2] = flow(33002, false, None);
         hops.insert(2, hm(&[(1, te(r1)), (2, None), (3, None)]));
-        assert!(silent_hop_retries(&hops, false).is_empty());
+        assert!(silent_hop_retries(&hops, &sorted(&hops), false).is_empty());
         assert_eq!(
-            frontier_retries(&hops, &flows, 8, false),
+            frontier_retries(&hops, &sorted(&hops), &flows, 8, false),
             vec![Retry::new(2, 2, [ip(gw1), ip(gw2)].into(), false)]
         );
-        assert!(frontier_retries(&hops, &flows, 1, false).is_empty());
+        assert!(frontier_retries(&hops, &sorted(&hops), &flows, 1, false).is_empty());
         let got: BTreeMap<usize, Answer> = [(0, ans(gw2, ReplyKind::TimeExceeded))].into();
-        let items = frontier_retries(&hops, &flows, 8, false);
+        let items = frontier_retries(&hops, &sorted(&hops), &flows, 8, false);
         apply_answers(&items, &got, &mut hops);
         assert_eq!(hops[&2][&2], te(gw2));
         // Followed on: hop 3, expected from whoever answered it after gw2 for flow 1.
         assert_eq!(
-            frontier_retries(&hops, &flows, 8, false),
+            frontier_retries(&hops, &sorted(&hops), &flows, 8, false),
             vec![Retry::new(2, 3, [ip(DST)].into(), false)]
         );
+    }
+
+    #[test]
+    fn retries_visit_the_traced_flows_in_a_shuffled_order_fixed_by_the_seed() {
+        let hops: HopMap = (0..32).map(|i| (i, BTreeMap::new())).collect();
+        let a = retry_order(&hops, 1);
+        let mut back = a.clone();
+        back.sort_unstable();
+        assert_eq!(back, sorted(&hops), "a permutation");
+        assert_eq!(retry_order(&hops, 1), a);
+        assert_ne!(retry_order(&hops, 2), a);
+        assert_ne!(a, sorted(&hops));
+        assert!(retry_order(&HopMap::new(), 1).is_empty());
+        // Flows missing from the order are not retried; the order is the items' order.
+        let mut hops = HopMap::new();
+        for i in 0..3 {
+            hops.insert(i, hm(&[(1, None), (2, te("198.18.21.2"))]));
+        }
+        let flows_of = |order: &[usize]| -> Vec<usize> {
+            silent_hop_retries(&hops, order, false)
+                .iter()
+                .map(|r| r.flow)
+                .collect()
+        };
+        assert_eq!(flows_of(&[2, 0]), vec![2, 0]);
+        assert_eq!(flows_of(&[1, 2, 0, 7]), vec![1, 2, 0]);
     }
 
     #[test]

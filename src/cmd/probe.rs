@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::args::GlobalArgs;
 use crate::config;
+use crate::error::Error;
 use crate::model::exit;
 use crate::output::Style;
 use crate::probe::engine::{self, Config, HopsMode};
@@ -93,11 +94,13 @@ fn usage(msg: &str) -> u8 {
 }
 
 /// Parse `33000-33031,40000`.
-pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
+pub fn parse_ports(s: &str) -> Result<Vec<u16>, Error> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || {
-            format!("bad source port list `{s}`: use LO-HI and/or comma-separated ports (1-65535)")
+            Error::usage(format!(
+                "bad source port list `{s}`: use LO-HI and/or comma-separated ports (1-65535)"
+            ))
         };
         if let Some((a, b)) = part.split_once('-') {
             let a: u16 = a.trim().parse().map_err(|_| bad())?;
@@ -117,7 +120,9 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
     out.sort_unstable();
     out.dedup();
     if out.is_empty() || out.len() > 1024 {
-        return Err(format!("source ports `{s}`: give between 1 and 1024 ports"));
+        return Err(Error::usage(format!(
+            "source ports `{s}`: give between 1 and 1024 ports"
+        )));
     }
     Ok(out)
 }
@@ -130,7 +135,7 @@ pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> u8 {
     let (sports, explicit) = match &a.sports {
         Some(s) => match parse_ports(s) {
             Ok(p) => (p, true),
-            Err(e) => return usage(&e),
+            Err(e) => return usage(e.message()),
         },
         None => {
             if a.flows == 0 || a.flows > 1024 {
@@ -194,8 +199,8 @@ pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> u8 {
     let out = match result {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("vmpath probe: {}", e.message);
-            return e.exit as u8;
+            eprintln!("vmpath probe: {e}");
+            return e.exit_code();
         }
     };
     let summary = report::summarise(&out.flows, dst, a.port);

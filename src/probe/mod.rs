@@ -2,10 +2,21 @@
 //! two-gateway asymmetry show up as "these flows die at gw2, those work".
 //!
 //! [`packet`] builds probes and matches replies (pure), [`route`] asks the local kernel for its
-//! own ECMP choice per flow, [`engine`] owns the sockets and the schedule, [`report`] turns
-//! per-flow results into the summary (pure).
+//! own ECMP choice per flow, [`schedule`] decides what to send when (pure: the routers' modelled
+//! ICMP buckets, retries, which flows to trace, the hop rows), [`net`] is the engine's window on
+//! the machine (the [`net::Network`] trait and its raw sockets), [`engine`] runs the schedule on
+//! a network, [`report`] turns per-flow results into the summary (pure).
 
 pub mod engine;
+pub mod net;
 pub mod packet;
 pub mod report;
 pub mod route;
+pub mod schedule;
+
+#[cfg(test)]
+mod fakenet;
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod scenarios;

@@ -111,7 +111,7 @@ pub fn main() -> ExitCode {
     let g = &cli.global;
     let (name, result) = match &cli.command {
         Command::Walk(a) => ("walk", crate::cmd::walk::exec(g, a)),
-        Command::Probe(a) => ("probe", Ok(crate::cmd::probe::exec(g, a))),
+        Command::Probe(a) => ("probe", crate::cmd::probe::exec(g, a)),
         Command::Plumb(a) => ("plumb", crate::cmd::plumb::exec(g, a)),
         Command::Routers(a) => ("routers", crate::cmd::routers::exec_routers(g, a)),
         Command::Router(a) => ("router", crate::cmd::routers::exec_router(g, a)),

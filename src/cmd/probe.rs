@@ -88,11 +88,6 @@ pub struct ProbeReport {
     pub flows: Vec<Flow>,
 }
 
-fn usage(msg: &str) -> u8 {
-    eprintln!("vmpath probe: {msg}");
-    exit::USAGE
-}
-
 /// Parse `33000-33031,40000`.
 pub fn parse_ports(s: &str) -> Result<Vec<u16>, Error> {
     let mut out = Vec::new();
@@ -127,19 +122,21 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, Error> {
     Ok(out)
 }
 
-pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> u8 {
+pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> Result<u8, Error> {
     let dst: IpAddr = match a.dst.parse() {
         Ok(d) => d,
-        Err(_) => return usage(&format!("`{}` is not an IPv4 or IPv6 address", a.dst)),
+        Err(_) => {
+            return Err(Error::usage(format!(
+                "`{}` is not an IPv4 or IPv6 address",
+                a.dst
+            )))
+        }
     };
     let (sports, explicit) = match &a.sports {
-        Some(s) => match parse_ports(s) {
-            Ok(p) => (p, true),
-            Err(e) => return usage(e.message()),
-        },
+        Some(s) => (parse_ports(s)?, true),
         None => {
             if a.flows == 0 || a.flows > 1024 {
-                return usage("--flows must be between 1 and 1024");
+                return Err(Error::usage("--flows must be between 1 and 1024"));
             }
             ((0..a.flows).map(|i| 33000 + i).collect(), false)
         }
@@ -147,19 +144,19 @@ pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> u8 {
     let timeout = match config::parse_duration(&a.timeout) {
         Ok(t) if !t.is_zero() => t,
         _ => {
-            return usage(&format!(
+            return Err(Error::usage(format!(
                 "bad --timeout `{}` (examples: 1s, 500ms)",
                 a.timeout
-            ))
+            )))
         }
     };
     let max_time = match config::parse_duration(&a.max_time) {
         Ok(t) if !t.is_zero() => t,
         _ => {
-            return usage(&format!(
+            return Err(Error::usage(format!(
                 "bad --max-time `{}` (examples: 30s, 10s)",
                 a.max_time
-            ))
+            )))
         }
     };
     let cfg = Config {
@@ -186,23 +183,11 @@ pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> u8 {
             } else {
                 PathBuf::from("/run/netns").join(ns)
             };
-            match crate::collect::netns::run_in(&path, move || engine::run(cfg)) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("vmpath probe: {e}");
-                    return exit::UNKNOWN;
-                }
-            }
+            crate::collect::netns::run_in(&path, move || engine::run(cfg))?
         }
         None => engine::run(cfg),
     };
-    let out = match result {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("vmpath probe: {e}");
-            return e.exit_code();
-        }
-    };
+    let out = result?;
     let summary = report::summarise(&out.flows, dst, a.port);
     let verdict = if summary.failing > 0 {
         "fail"
@@ -232,10 +217,7 @@ pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> u8 {
     let written = crate::output::emit(g.json, &rep, |out| {
         render(out, &rep, Style::detect(g.verbose))
     });
-    if written.is_err() {
-        return exit::UNKNOWN;
-    }
-    code
+    Ok(crate::output::exit_after("probe", written, code))
 }
 
 fn hop_text(f: &Flow) -> String {

@@ -27,26 +27,8 @@ use super::report::Flow;
 use super::schedule::{self, Answer, Buckets, HopMap, HopTrace, Retry, HOP_RETRIES};
 use crate::error::Result;
 
+pub use super::config::Config;
 pub use super::schedule::HopsMode;
-
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub dst: IpAddr,
-    pub port: u16,
-    /// Source ports, one flow each.
-    pub sports: Vec<u16>,
-    /// When false, ports that are in use locally are skipped (and replaced) instead of failing.
-    pub explicit_sports: bool,
-    pub max_ttl: u8,
-    pub source: Option<IpAddr>,
-    pub interface: Option<String>,
-    pub repeat: u32,
-    /// How long to wait for a reply.
-    pub timeout: Duration,
-    /// Bound on the whole run (pacing for rate limits stops here).
-    pub max_time: Duration,
-    pub hops: HopsMode,
-}
 
 /// What a run produced.
 #[derive(Debug)]

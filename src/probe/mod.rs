@@ -5,8 +5,10 @@
 //! own ECMP choice per flow, [`schedule`] decides what to send when (pure: the routers' modelled
 //! ICMP buckets, retries, which flows to trace, the hop rows), [`net`] is the engine's window on
 //! the machine (the [`net::Network`] trait and its raw sockets), [`engine`] runs the schedule on
-//! a network, [`report`] turns per-flow results into the summary (pure).
+//! a network, [`config`] is what a run is asked to do, [`report`] turns per-flow results into the
+//! summary (pure).
 
+pub mod config;
 pub mod engine;
 pub mod net;
 pub mod packet;

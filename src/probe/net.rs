@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::engine::Config;
+use super::config::Config;
 use super::route::{LocalRoute, Router};
 use crate::error::{Error, Result};
 
@@ -320,7 +320,7 @@ fn local_routes(cfg: &Config, src: IpAddr, sports: &[u16]) -> Vec<Option<LocalRo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::engine::HopsMode;
+    use crate::probe::schedule::HopsMode;
 
     #[test]
     fn a_source_of_the_other_family_is_bad_usage_before_any_socket() {

@@ -192,7 +192,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__router)
-            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --ovsdb --no-dump --no-bgp --bird-socket --frr-dir --json --verbose --config --help --version"
+            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --no-wire --ovsdb --no-dump --no-bgp --bird-socket --frr-dir --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -238,7 +238,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__routers)
-            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --ovsdb --no-dump --no-bgp --bird-socket --frr-dir --json --verbose --config --help --version"
+            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --no-wire --ovsdb --no-dump --no-bgp --bird-socket --frr-dir --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -94,8 +94,9 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l ovsdb -d 'OVSD
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l bird-socket -d 'BIRD control socket (default: from the running bird\'s -s option)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l frr-dir -d 'FRR vty socket directory holding bgpd.vty (default: from the running bgpd\'s -N option)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
-complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l listen -d 'Also listen for VRRP adverts on every ha- interface and ARP-probe each primary\'s gateway address (3 advert intervals; `router ID` does it unless --no-listen)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l listen -d 'Also listen for VRRP adverts on every ha- interface, for 3 advert intervals (a backup that hears no primary); `router ID` does it unless --no-listen'
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l no-listen -d 'With `router ID`: only the local state, no listening or probing'
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l no-wire -d 'Do not ARP-probe each primary\'s gateway address (by default `routers` does, for 0.5 s, so that a split-brain shows in the overview)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l no-dump -d 'Do not ask keepalived for its own state (by default each router\'s keepalived gets its JSON-dump signal, `keepalived --signum=JSON`, and vmpath reads the keepalived.json it writes)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l no-bgp -d 'Do not ask the node\'s BGP speaker about tenant prefixes (for gateways that do not announce them)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
@@ -110,8 +111,9 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l ovsdb -d 'OVSDB
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l bird-socket -d 'BIRD control socket (default: from the running bird\'s -s option)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l frr-dir -d 'FRR vty socket directory holding bgpd.vty (default: from the running bgpd\'s -N option)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
-complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l listen -d 'Also listen for VRRP adverts on every ha- interface and ARP-probe each primary\'s gateway address (3 advert intervals; `router ID` does it unless --no-listen)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l listen -d 'Also listen for VRRP adverts on every ha- interface, for 3 advert intervals (a backup that hears no primary); `router ID` does it unless --no-listen'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l no-listen -d 'With `router ID`: only the local state, no listening or probing'
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l no-wire -d 'Do not ARP-probe each primary\'s gateway address (by default `routers` does, for 0.5 s, so that a split-brain shows in the overview)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l no-dump -d 'Do not ask keepalived for its own state (by default each router\'s keepalived gets its JSON-dump signal, `keepalived --signum=JSON`, and vmpath reads the keepalived.json it writes)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l no-bgp -d 'Do not ask the node\'s BGP speaker about tenant prefixes (for gateways that do not announce them)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'

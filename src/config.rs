@@ -9,6 +9,7 @@
 //! frr_dir = "/run/frr"         # dir with bgpd.vty / zebra.vty
 //! dhcp_hostsdir = "/var/lib/neutron/dhcp-hosts"
 //! ha_confs = "/var/lib/neutron/ha_confs"   # gateway nodes: Neutron's keepalived dirs
+//! expect = ["dhcp", "bgp"]     # components this host must run (default: judged by what runs)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,9 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 pub const DEFAULT_PATH: &str = "/etc/vmpath/config.toml";
+
+/// What `expect` may name.
+pub const EXPECTABLE: &[&str] = &["dhcp", "bgp"];
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +34,10 @@ pub struct Config {
     pub frr_dir: Option<PathBuf>,
     pub dhcp_hostsdir: Option<PathBuf>,
     pub ha_confs: Option<PathBuf>,
+    /// Components this host must run: `dhcp` (a dnsmasq serving the taps), `bgp` (a BGP speaker
+    /// on a gateway node). Without it, a component that does not run here is "not used here".
+    #[serde(default)]
+    pub expect: Vec<String>,
 }
 
 impl Config {
@@ -55,7 +63,21 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config> {
-        toml::from_str(text).map_err(|e| Error::usage(e.message()))
+        let c: Config = toml::from_str(text).map_err(|e| Error::usage(e.message()))?;
+        for e in &c.expect {
+            if !EXPECTABLE.contains(&e.as_str()) {
+                return Err(Error::usage(format!(
+                    "expect: unknown component '{e}' (known: {})",
+                    EXPECTABLE.join(", ")
+                )));
+            }
+        }
+        Ok(c)
+    }
+
+    /// Is `component` (`dhcp`, `bgp`) listed in `expect`?
+    pub fn expects(&self, component: &str) -> bool {
+        self.expect.iter().any(|e| e == component)
     }
 }
 
@@ -121,6 +143,8 @@ mod tests {
         assert_eq!(c.mtu, Some(9000));
         assert_eq!(c.gateways.len(), 1);
         assert!(Config::parse("mtuu = 1").is_err());
+        assert!(Config::parse("expect = [\"dhcp\", \"bgp\"]").is_ok_and(|c| c.expects("dhcp")));
+        assert!(Config::parse("expect = [\"dns\"]").is_err());
         assert!(Config::load(Some(Path::new("/nonexistent/vmpath.toml"))).is_err());
     }
 

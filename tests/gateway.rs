@@ -131,9 +131,15 @@ fn ha_gateway_pair_states_and_faults() {
             .to_string()
     };
     assert_eq!(host_status(get("healthy-A"), "mtu.vxlan"), "ok");
-    // No BGP speaker in this sandbox: the node row says so (unknown, with the --no-bgp way out),
-    // and no router gets BGP rows it cannot have.
-    assert_eq!(host_status(get("healthy-A"), "bgp.daemon"), "unknown");
+    // No BGP speaker in this sandbox: a gateway that announces nothing (plain L3 HA). The node
+    // row says "not used here" (ok), and no router gets BGP rows it cannot have.
+    assert_eq!(host_status(get("healthy-A"), "bgp.daemon"), "ok");
+    assert!(get("healthy-A")["host_checks"]
+        .as_array()
+        .is_some_and(|c| c
+            .iter()
+            .any(|x| x["id"] == "bgp.daemon"
+                && x["summary"].as_str().unwrap_or("").contains("not used"))));
     assert!(get("healthy-A")["routers"][0]["checks"]
         .as_array()
         .is_some_and(|c| c.iter().all(|x| x["id"] != "bgp.export")));

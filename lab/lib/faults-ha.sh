@@ -75,7 +75,8 @@ NFTEOF
         poll_until 10 ct_at_least "$h" 95 || msg "warning: conntrack count $(ct_count "$h") of $max"
         ;;
     mtu-mismatch)
-        ip -n "$HA_FAULT_GW" link set "$(vxlan_if)" mtu "$HA_UL_MTU"
+        # The underlay shrinks below the tenant MTU + 50: 1450-byte frames no longer fit.
+        ip -n "$HA_FAULT_GW" link set "$(ha_link "$HA_FAULT_GW" host_if)" mtu "$HA_FAULT_UL_MTU"
         ;;
     gw-no-advertise)
         touch "$DIR/faults/gw-no-advertise.flag"
@@ -128,7 +129,7 @@ ha_heal() {
         poll_until 10 ct_below "$HA_FAULT_GW" 5 || msg "warning: conntrack count still $(ct_count "$HA_FAULT_GW")"
         ;;
     mtu-mismatch)
-        ip -n "$HA_FAULT_GW" link set "$(vxlan_if)" mtu "$HA_MTU"
+        ip -n "$HA_FAULT_GW" link set "$(ha_link "$HA_FAULT_GW" host_if)" mtu "$HA_UL_MTU"
         ;;
     gw-no-advertise)
         rm -f "$DIR/faults/gw-no-advertise.flag"

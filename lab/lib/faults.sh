@@ -360,11 +360,16 @@ is_fault() {
 
 inner_fault() { # NAME
     local name=$1
-    is_fault "$name" || die "unknown fault '$name' (known: ${FAULTS[*]})"
-    if [[ -e $DIR/faults/$name.planted ]]; then msg "fault $name is already planted"; return 0; fi
-    plant "$name"
+    is_fault "$name" || is_variant "$name" || die "unknown fault or variant '$name'"
+    if [[ -e $DIR/faults/$name.planted ]]; then msg "$name is already planted"; return 0; fi
+    if is_variant "$name"; then variant_plant "$name"; else plant "$name"; fi
     date +%s.%N >"$DIR/faults/$name.planted"
-    msg "planted fault $name"
+    msg "planted $(is_variant "$name" && echo variant || echo fault) $name"
+}
+
+# heal_any NAME: clear a fault or a variant.
+heal_any() {
+    if is_variant "$1"; then variant_heal "$1"; else heal "$1"; fi
 }
 
 inner_clear() { # NAME|all TIMEOUT
@@ -374,13 +379,13 @@ inner_clear() { # NAME|all TIMEOUT
         while read -r f; do
             [[ -n $f ]] || continue
             f=${f##*/}; f=${f%.planted}
-            heal "$f"
+            heal_any "$f"
             rm -f "$DIR/faults/$f.planted"
             msg "cleared fault $f"
         done < <(find "$DIR/faults" -name '*.planted' -printf '%T@ %p\n' | sort -rn | cut -d' ' -f2-)
     else
-        is_fault "$name" || die "unknown fault '$name' (known: ${FAULTS[*]})"
-        heal "$name"
+        is_fault "$name" || is_variant "$name" || die "unknown fault or variant '$name'"
+        heal_any "$name"
         rm -f "$DIR/faults/$name.planted"
         msg "cleared fault $name"
     fi

@@ -160,11 +160,15 @@ start_frr_daemon() { # DAEMON NODE [host]: "host" runs it on the simulated host 
 
 start_dnsmasq() { # HV
     local hv=$1
+    # A hosts file too (empty unless the neutron-dhcp-hostsfile variant fills it), as Neutron's
+    # DHCP agent uses one.
+    [[ -e $DIR/$hv/dhcp-hostsfile ]] || : >"$DIR/$hv/dhcp-hostsfile"
     spawn "dnsmasq-$hv" "$hv" dnsmasq --keep-in-foreground --port=0 --no-resolv --no-hosts \
         --conf-file=/dev/null '--interface=tap*' --bind-dynamic \
         "--dhcp-range=set:net1,${VM_NET4%/*},static,255.255.255.0,86400s" \
         "--dhcp-option=tag:net1,option:router,$GW4" "--dhcp-option-force=option:mtu,$MTU" \
-        "--dhcp-hostsdir=$DIR/$hv/dhcp-hosts" "--pid-file=$DIR/run/dnsmasq-$hv.pid" \
+        "--dhcp-hostsdir=$DIR/$hv/dhcp-hosts" "--dhcp-hostsfile=$DIR/$hv/dhcp-hostsfile" \
+        "--pid-file=$DIR/run/dnsmasq-$hv.pid" \
         "--dhcp-leasefile=$DIR/$hv/leases" "--log-facility=$DIR/logs/dnsmasq-$hv.log" --log-dhcp
 }
 

@@ -7,7 +7,7 @@
 //! - `bgp.export`  — per (peer, prefix of a family the session carries): advertised.
 
 use crate::collect::bgp::{Answer, BgpError, BgpFacts, Export, Family, Peer, SpeakerKind, Spoken};
-use crate::model::Check;
+use crate::model::{Check, Status};
 
 const DAEMON: &str = "bgp.daemon";
 const RIB: &str = "bgp.rib";
@@ -85,14 +85,24 @@ pub fn port_rows(spoken: &[Spoken], prefixes: &[String]) -> Vec<Check> {
 }
 
 /// A gateway node's own BGP rows: each speaker answered (`bgp.daemon`) and its sessions
-/// (`bgp.session`).
-pub fn node_rows(spoken: &[Spoken]) -> Vec<Check> {
+/// (`bgp.session`). A node without any speaker does not announce tenant prefixes: plain Neutron
+/// L3 HA, where the external network is bridged or statically routed. That is "not used here"
+/// unless the config expects a speaker (`expect = ["bgp"]`): then it is unknown.
+pub fn node_rows(spoken: &[Spoken], expected: bool) -> Vec<Check> {
     if spoken.is_empty() {
+        if !expected {
+            return vec![Check::ok(
+                DAEMON,
+                "no BGP speaker on this node: tenant prefixes are not announced from here (not used)",
+            )
+            .evidence("no process named bird, bird6 or bgpd shares this network namespace")
+            .fix("if this node should announce tenant prefixes: start its routing daemon, and set expect = [\"bgp\"] in /etc/vmpath/config.toml so that its absence is reported")];
+        }
         return vec![Check::unknown(
             DAEMON,
             "no BIRD or FRR process in this node's network namespace: tenant prefix advertisements unknown",
         )
-        .evidence("no process named bird, bird6 or bgpd shares this network namespace")
+        .evidence("no process named bird, bird6 or bgpd shares this network namespace (expected: config expect = [\"bgp\"])")
         .fix("start the routing daemon, or give --bird-socket/--frr-dir; on a node that does not announce tenant prefixes, use --no-bgp")];
     }
     spoken
@@ -153,15 +163,71 @@ pub fn evaluate(facts: &BgpFacts, prefixes: &[String]) -> Vec<Check> {
         return out;
     }
     for peer in &facts.peers {
-        out.push(session_check(facts, peer));
+        out.push(session_check(facts, peer).with_redundancy(facts, peer, None));
         for p in prefixes {
             if !peer.families.contains(&Family::of_prefix(p)) {
                 continue;
             }
-            out.push(export_check(facts, peer, p));
+            out.push(export_check(facts, peer, p).with_redundancy(facts, peer, Some(p)));
         }
     }
     out
+}
+
+/// A lost session or advertisement that another peer covers is lost redundancy (warn), not lost
+/// traffic: the fabric still reaches the VM through the other ToR.
+trait Redundancy {
+    fn with_redundancy(self, facts: &BgpFacts, peer: &Peer, prefix: Option<&str>) -> Check;
+}
+
+impl Redundancy for Check {
+    fn with_redundancy(mut self, facts: &BgpFacts, peer: &Peer, prefix: Option<&str>) -> Check {
+        if self.status != Status::Fail {
+            return self;
+        }
+        let others = facts.peers.iter().filter(|o| o.name != peer.name);
+        let covering: Vec<&str> = match prefix {
+            // Another peer of the prefix's family receives it.
+            Some(p) => others
+                .filter(|o| {
+                    o.exported
+                        .iter()
+                        .any(|e| e.prefix == p && e.advertised && o.established)
+                })
+                .map(|o| o.name.as_str())
+                .collect(),
+            // Another Established session carries one of this session's families.
+            None => others
+                .filter(|o| o.established && o.families.iter().any(|f| peer.families.contains(f)))
+                .map(|o| o.name.as_str())
+                .collect(),
+        };
+        if covering.is_empty() {
+            return self;
+        }
+        self.status = Status::Warn;
+        let (who, how) = (
+            covering.join(", "),
+            if covering.len() == 1 { "s" } else { "" },
+        );
+        self.summary = match prefix {
+            Some(_) => format!(
+                "{}; {who} still receive{how} it: one path of the fabric lost",
+                self.summary
+            ),
+            None => format!(
+                "{}; {who} still carr{} the traffic: one path of the fabric lost",
+                self.summary,
+                if covering.len() == 1 { "ies" } else { "y" }
+            ),
+        };
+        self.evidence.push(format!(
+            "redundancy: {} of {} peers cover it",
+            covering.len(),
+            facts.peers.len()
+        ));
+        self
+    }
 }
 
 fn daemon_name(kind: SpeakerKind) -> &'static str {

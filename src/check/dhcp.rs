@@ -28,6 +28,22 @@ impl MacEvidence {
         }
     }
 
+    /// Does a record's MAC name this VM (the flag, the MAC it answers from, or the tap's
+    /// Nova-implied MAC)? For records that do not name their port.
+    fn names_vm(&self, mac: &str) -> bool {
+        let mac = mac.to_ascii_lowercase();
+        if let Some(f) = &self.flag {
+            return f.eq_ignore_ascii_case(&mac);
+        }
+        self.neighbour
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case(&mac))
+            || self
+                .tap_mac
+                .as_deref()
+                .is_some_and(|t| t.starts_with("fe:") && mac_suffix(t) == mac_suffix(&mac))
+    }
+
     /// A reason the MAC disagrees with the evidence, or None.
     fn contradicts(&self, mac: &str) -> Option<String> {
         if let Some(f) = &self.flag {
@@ -53,10 +69,25 @@ impl MacEvidence {
 }
 
 /// `dhcp.server`.
-pub fn server_check(id: &Identity, servers: &[Dnsmasq], alive: &dyn Fn(u32) -> bool) -> Check {
+/// `expected`: the host must run DHCP (config `expect = ["dhcp"]`); otherwise a host that runs no
+/// dnsmasq at all does not use DHCP (config drive, static addressing), which is no finding.
+pub fn server_check(
+    id: &Identity,
+    servers: &[Dnsmasq],
+    alive: &dyn Fn(u32) -> bool,
+    expected: bool,
+) -> Check {
     if servers.is_empty() {
+        if !expected {
+            return Check::ok(
+                "dhcp.server",
+                "no DHCP server runs here: not used on this host",
+            )
+            .evidence("no process named dnsmasq shares this network namespace, and no hosts dir was given")
+            .fix("if this host should serve DHCP: start its dnsmasq, and set expect = [\"dhcp\"] in /etc/vmpath/config.toml so that its absence fails");
+        }
         return Check::fail("dhcp.server", "no dnsmasq in this network namespace")
-            .evidence("no process named dnsmasq shares this network namespace")
+            .evidence("no process named dnsmasq shares this network namespace (expected: config expect = [\"dhcp\"])")
             .fix("start the DHCP service (the L2 agent's dnsmasq), or pass --dhcp-hostsdir to read its records");
     }
     let serving: Vec<&Dnsmasq> = servers
@@ -128,14 +159,31 @@ pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacE
         serving
     };
     if pool.is_empty() {
-        return Check::unknown("dhcp.host", "no DHCP records to read (no dnsmasq found)")
-            .fix("pass --dhcp-hostsdir DIR");
+        return Check::ok(
+            "dhcp.host",
+            "no DHCP server runs here: no host records to check",
+        )
+        .evidence("see dhcp.server")
+        .fix("pass --dhcp-hostsdir DIR to check the records of a DHCP server elsewhere");
     }
-    let entries: Vec<&HostEntry> = pool
-        .iter()
-        .flat_map(|d| d.hosts.iter())
-        .filter(|h| h.port_id().is_some_and(|p| id.owns(&p)))
+    let routed = host_routes_on_tap(net, &id.tap);
+    let all = || pool.iter().flat_map(|d| d.hosts.iter());
+    // The port's records: those that name it (a `set:port-<id>` tag, a file named by its id),
+    // and those that name no port but the VM's MAC (Neutron's one hosts file per network has a
+    // line per fixed IP: MAC, name, address). Failing both, records that hand out one of the
+    // addresses the tap routes are the port's too — with a MAC to be judged.
+    let mut entries: Vec<&HostEntry> = all()
+        .filter(|h| match h.port_id() {
+            Some(p) => id.owns(&p),
+            None => h.macs.iter().any(|m| macs.names_vm(m)),
+        })
         .collect();
+    if entries.is_empty() {
+        entries = all()
+            .filter(|h| h.port_id().is_none())
+            .filter(|h| addrs_of(h).iter().any(|a| routed.contains(a)))
+            .collect();
+    }
     let dirs: Vec<String> = pool
         .iter()
         .flat_map(|d| d.hostsdirs.iter().chain(d.hostsfiles.iter()))
@@ -151,12 +199,11 @@ pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacE
             .evidences(read_errors)
             .fix("check the hosts dir path (--dhcp-hostsdir) and run vmpath as root");
     }
-    let Some(e) = entries.first() else {
+    if entries.is_empty() {
         // Maybe an entry exists under another name for this port's MAC/IP: show it.
-        let tap_routes = host_routes_on_tap(net, &id.tap);
         let near: Vec<String> = pool
             .iter()
-            .flat_map(|d| d.entries_for(macs.neighbour.as_deref(), &tap_routes))
+            .flat_map(|d| d.entries_for(macs.neighbour.as_deref(), &routed))
             .map(|h| format!("{}: {}", h.source, h.line))
             .collect();
         return Check::fail(
@@ -173,69 +220,92 @@ pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacE
             "write 'MAC,host-NAME,IP,set:port-{}' to {dir}/{} and send SIGHUP to dnsmasq",
             id.port_id, id.port_id
         ));
-    };
-    let ev = format!("{}: {}", e.source, e.line);
-    if e.ignore {
-        return Check::fail(
-            "dhcp.host",
-            "the port's host entry says 'ignore': the VM gets no lease",
-        )
-        .evidence(ev)
-        .fix("remove 'ignore' from the entry and SIGHUP dnsmasq");
     }
-    if entries.len() > 1 {
-        return Check::warn(
-            "dhcp.host",
-            format!("{} host entries for port {}", entries.len(), id.port_id),
-        )
-        .evidences(entries.iter().map(|h| format!("{}: {}", h.source, h.line)))
-        .fix("keep one entry per port: delete the stale file and SIGHUP dnsmasq");
-    }
-    let Some(mac) = e.macs.first() else {
-        return Check::fail("dhcp.host", "the port's host entry has no MAC")
-            .evidence(ev)
-            .fix("rewrite the entry as MAC,NAME,IP and SIGHUP dnsmasq");
-    };
-    if let Some(why) = macs.contradicts(mac) {
-        return Check::fail("dhcp.host", format!("host entry has MAC {mac} but {why}"))
-            .evidence(ev)
-            .fix(format!("rewrite {} with the port's MAC and SIGHUP dnsmasq (VM rebuilt? check the port in Neutron)", e.source));
-    }
-    // The entry's address must be one the tap routes (per family, when the tap routes any).
-    let routed = host_routes_on_tap(net, &id.tap);
-    let addrs: Vec<IpAddr> = e.ipv4.map(IpAddr::V4).into_iter().chain(e.ipv6).collect();
-    if addrs.is_empty() {
-        return Check::fail("dhcp.host", "the port's host entry names no address")
-            .evidence(ev)
-            .fix("rewrite the entry as MAC,NAME,IP and SIGHUP dnsmasq");
-    }
-    for a in &addrs {
-        let fam: Vec<&IpAddr> = routed
-            .iter()
-            .filter(|r| r.is_ipv4() == a.is_ipv4())
-            .collect();
-        if !fam.is_empty() && !fam.contains(&a) {
+    let ev: Vec<String> = entries
+        .iter()
+        .map(|e| format!("{}: {}", e.source, e.line))
+        .collect();
+    // Every record of the port, judged as one set: one line per fixed IP is how Neutron writes
+    // a dual-stack port or one with several addresses.
+    let mut handed: Vec<IpAddr> = Vec::new();
+    let mut mac_seen: Option<&str> = None;
+    for e in &entries {
+        let one = format!("{}: {}", e.source, e.line);
+        if e.ignore {
             return Check::fail(
                 "dhcp.host",
-                format!("host entry hands out {a} but {} routes {}", id.tap, fam.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
+                "the port's host entry says 'ignore': the VM gets no lease",
             )
-            .evidence(ev)
-            .fix("the records disagree: correct the entry (or the routes) from the port's fixed IPs in Neutron");
+            .evidence(one)
+            .fix("remove 'ignore' from the entry and SIGHUP dnsmasq");
+        }
+        let Some(mac) = e.macs.first() else {
+            return Check::fail("dhcp.host", "the port's host entry has no MAC")
+                .evidence(one)
+                .fix("rewrite the entry as MAC,NAME,IP and SIGHUP dnsmasq");
+        };
+        if let Some(why) = macs.contradicts(mac) {
+            return Check::fail("dhcp.host", format!("host entry has MAC {mac} but {why}"))
+                .evidence(one)
+                .fix(format!("rewrite {} with the port's MAC and SIGHUP dnsmasq (VM rebuilt? check the port in Neutron)", e.source));
+        }
+        match mac_seen {
+            Some(m) if !m.eq_ignore_ascii_case(mac) => {
+                return Check::fail(
+                    "dhcp.host",
+                    format!("the port's host entries disagree on its MAC: {m} and {mac}"),
+                )
+                .evidences(ev)
+                .fix("rewrite the entries with the port's MAC (from Neutron) and SIGHUP dnsmasq");
+            }
+            _ => mac_seen = Some(mac),
+        }
+        let addrs = addrs_of(e);
+        if addrs.is_empty() {
+            return Check::fail("dhcp.host", "the port's host entry names no address")
+                .evidence(one)
+                .fix("rewrite the entry as MAC,NAME,IP and SIGHUP dnsmasq");
+        }
+        // An address the tap does not route (per family, when the tap routes any) is one the VM
+        // would configure and never be reached at.
+        for a in &addrs {
+            let fam: Vec<&IpAddr> = routed
+                .iter()
+                .filter(|r| r.is_ipv4() == a.is_ipv4())
+                .collect();
+            if !fam.is_empty() && !fam.contains(&a) {
+                return Check::fail(
+                    "dhcp.host",
+                    format!("host entry hands out {a} but {} routes {}", id.tap, fam.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
+                )
+                .evidence(one)
+                .fix("the records disagree: correct the entry (or the routes) from the port's fixed IPs in Neutron");
+            }
+        }
+        for a in addrs {
+            if !handed.contains(&a) {
+                handed.push(a);
+            }
         }
     }
-    let dup: Vec<String> = pool
-        .iter()
-        .flat_map(|d| d.hosts.iter())
-        .filter(|h| !std::ptr::eq(*h, *e))
-        .filter(|h| h.ipv4.is_some() && h.ipv4 == e.ipv4)
+    let mac = mac_seen.unwrap_or("-");
+    // Another record (another port's, stale) handing out one of these addresses.
+    let dup: Vec<String> = all()
+        .filter(|h| !entries.iter().any(|e| std::ptr::eq(*e, *h)))
+        .filter(|h| h.ipv4.is_some_and(|v| handed.contains(&IpAddr::V4(v))))
         .map(|h| format!("{}: {}", h.source, h.line))
         .collect();
     if !dup.is_empty() {
+        let a = handed
+            .iter()
+            .find(|a| a.is_ipv4())
+            .copied()
+            .unwrap_or(handed[0]);
         return Check::warn(
             "dhcp.host",
-            format!("another host entry also hands out {}", addrs[0]),
+            format!("another host entry also hands out {a}"),
         )
-        .evidence(ev)
+        .evidences(ev)
         .evidences(dup)
         .fix("delete the stale entry (port deleted?) and SIGHUP dnsmasq");
     }
@@ -243,14 +313,18 @@ pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacE
         "dhcp.host",
         format!(
             "{mac} → {}",
-            addrs
+            handed
                 .iter()
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
     )
-    .evidence(ev)
+    .evidences(ev)
+}
+
+fn addrs_of(e: &HostEntry) -> Vec<IpAddr> {
+    e.ipv4.map(IpAddr::V4).into_iter().chain(e.ipv6).collect()
 }
 
 fn host_routes_on_tap(net: &HostNet, tap: &str) -> Vec<IpAddr> {
@@ -290,6 +364,7 @@ mod tests {
                 lower: None,
                 remote: None,
                 local: None,
+                master: None,
             }],
             routes: vec![Route {
                 dst: "198.51.100.11".parse().expect("ip"),
@@ -330,7 +405,7 @@ mod tests {
             None,
         );
         assert_eq!(host_check(&id(), &s, &n, &m).status, Status::Ok);
-        assert_eq!(server_check(&id(), &s, &|_| true).status, Status::Ok);
+        assert_eq!(server_check(&id(), &s, &|_| true, false).status, Status::Ok);
     }
 
     #[test]
@@ -363,15 +438,116 @@ mod tests {
         );
         assert_eq!(c.status, Status::Fail);
         assert_eq!(
-            server_check(&id(), &[server("x")], &|_| false).status,
+            server_check(&id(), &[server("x")], &|_| false, false).status,
             Status::Fail
         );
-        assert_eq!(server_check(&id(), &[], &|_| true).status, Status::Fail);
+        assert_eq!(
+            server_check(&id(), &[], &|_| true, true).status,
+            Status::Fail
+        );
+        // A host that runs no DHCP at all does not use it, unless the config expects it.
+        let c = server_check(&id(), &[], &|_| true, false);
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(c.summary.contains("not used"), "{c:?}");
+        assert_eq!(host_check(&id(), &[], &n, &m).status, Status::Ok);
         let mut other = server("x");
         other.interfaces = vec!["eth9".into()];
         assert_eq!(
-            server_check(&id(), &[other], &|_| true).status,
+            server_check(&id(), &[other], &|_| true, false).status,
             Status::Fail
         );
+    }
+
+    /// Neutron's own hosts file: one line per fixed IP, IPv6 lines `tag:dhcpv6,…,[v6]`, no port
+    /// id anywhere; the port is known by its MAC.
+    fn neutron_server() -> Dnsmasq {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/neutron-dhcp/host"
+        ));
+        let src = "/var/lib/neutron/dhcp/172d54ab-a93e-421f-9f47-22e68c645050/host";
+        let mut d = Dnsmasq {
+            pid: Some(std::process::id()),
+            origin: "dnsmasq pid x".into(),
+            ..Default::default()
+        };
+        d.hostsfiles.push(src.into());
+        d.hosts
+            .extend(text.lines().filter_map(|l| parse_host_entry(l, src)));
+        d
+    }
+
+    /// A routed tap for the captured port fa:16:3e:63:ad:00 (198.18.0.197, 2001:db8:0:1::24e).
+    fn dual_stack_net(mac: &str) -> (HostNet, MacEvidence) {
+        let mut n = net();
+        n.links[0].mac = Some(mac.into());
+        n.routes[0].dst = "198.18.0.197".parse().expect("ip");
+        let mut r6 = n.routes[0].clone();
+        r6.dst = "2001:db8:0:1::24e".parse().expect("ip");
+        r6.prefix_len = 128;
+        n.routes.push(r6);
+        let m = MacEvidence::from_host(&n, "tap3f1c2a4e-5b", &[], None);
+        (n, m)
+    }
+
+    #[test]
+    fn one_line_per_fixed_ip_is_one_healthy_set() {
+        let s = [neutron_server()];
+        assert_eq!(s[0].hosts.len(), 4, "{:?}", s[0].hosts);
+        let (n, m) = dual_stack_net("fe:16:3e:63:ad:00");
+        let c = host_check(&id(), &s, &n, &m);
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(
+            c.summary.contains("198.18.0.197") && c.summary.contains("2001:db8:0:1::24e"),
+            "{c:?}"
+        );
+        assert_eq!(c.evidence.len(), 2, "both lines are the port's: {c:?}");
+    }
+
+    #[test]
+    fn a_neutron_line_with_another_mac_for_the_vms_address_is_a_wrong_mac() {
+        // The tap says the VM is fa:16:3e:00:00:42 (rebuilt), the hosts file still has the old MAC.
+        let s = [neutron_server()];
+        let (n, m) = dual_stack_net("fe:16:3e:00:00:42");
+        let c = host_check(&id(), &s, &n, &m);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.summary.contains("fa:16:3e:63:ad:00"), "{c:?}");
+    }
+
+    #[test]
+    fn a_line_for_an_address_the_port_does_not_route_fails_and_a_stale_copy_warns() {
+        let (n, m) = dual_stack_net("fe:16:3e:63:ad:00");
+        let mut d = neutron_server();
+        d.hosts.extend(parse_host_entry(
+            "fa:16:3e:63:ad:00,host-198-18-0-199.openstacklocal,198.18.0.199",
+            "/h/host",
+        ));
+        let c = host_check(&id(), &[d], &n, &m);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.summary.contains("198.18.0.199"), "{c:?}");
+        let mut d = neutron_server();
+        d.hosts.extend(parse_host_entry(
+            "fa:16:3e:77:77:77,host-stale,198.18.0.197",
+            "/h/host",
+        ));
+        let c = host_check(&id(), &[d], &n, &m);
+        assert_eq!(c.status, Status::Warn, "{c:?}");
+    }
+
+    #[test]
+    fn a_per_port_file_with_a_line_per_address_is_healthy() {
+        let mut d = server("fa:16:3e:00:00:01,host-a,198.51.100.11,set:port-x");
+        d.hosts.extend(parse_host_entry(
+            "fa:16:3e:00:00:01,tag:dhcpv6,host-b,[2001:db8:100::11]",
+            &format!("/h/{ID}"),
+        ));
+        let mut n = net();
+        let mut r6 = n.routes[0].clone();
+        r6.dst = "2001:db8:100::11".parse().expect("ip");
+        r6.prefix_len = 128;
+        n.routes.push(r6);
+        let m = MacEvidence::from_host(&n, "tap3f1c2a4e-5b", &[], None);
+        let c = host_check(&id(), &[d], &n, &m);
+        assert_eq!(c.status, Status::Ok, "{c:?}");
     }
 }

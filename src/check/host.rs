@@ -625,6 +625,7 @@ mod tests {
                     lower: None,
                     remote: None,
                     local: None,
+                    master: None,
                 },
                 Link {
                     index: 6,
@@ -637,6 +638,7 @@ mod tests {
                     lower: None,
                     remote: None,
                     local: None,
+                    master: None,
                 },
             ],
             addrs: vec![Addr {

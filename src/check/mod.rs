@@ -7,6 +7,16 @@ pub mod metadata;
 pub mod router;
 pub mod sg;
 
+/// Components the configuration says this host must run (`expect` in the config file). A
+/// component that is not expected and does not run here is "not used here", not a finding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// A dnsmasq serving the taps.
+    pub dhcp: bool,
+    /// A BGP speaker on a gateway node.
+    pub bgp: bool,
+}
+
 /// Every check id `walk` can emit, in path order, with its meaning. Shown by `vmpath walk
 /// --help`, the man page and README.md (a test keeps them in step).
 pub const CATALOGUE: &[(&str, &str)] = &[

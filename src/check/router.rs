@@ -25,7 +25,7 @@ pub const ROUTER_CATALOGUE: &[(&str, &str)] = &[
     ("router.peer", "with --peer: exactly one of the two gateways is primary"),
     ("router.mtu", "the router's qr- MTU is not above the node's VXLAN MTU (bigger packets are lost in the tunnel)"),
     ("router.mtu_peer", "each router interface (qr-, qg-, ha-) that is a veth has the MTU of its end on the node (Neutron's ovs_use_veth: tap<port>); a mismatch drops the bigger packets at the veth"),
-    ("mtu.vxlan", "each VXLAN device's MTU is at most its underlay device's MTU − 50 (IPv4 underlay)"),
+    ("mtu.vxlan", "per tunnel (kernel VXLAN device, OVS tunnel port): the largest frame that can enter it (its bridge's other ports, or its own MTU) + 50 (IPv4 underlay) / 70 (IPv6) fits the underlay MTU on the route to its remote"),
     ("ovs.ports", "per ovsdb-server on the node: no Neutron port is dead (tag 4095: the agent never bound it); tunnel ports listed"),
     ("bgp.daemon", "node: the BGP speaker (BIRD or FRR) of the node answers (--no-bgp on gateways that announce nothing)"),
     ("bgp.session", "node: each BGP session is Established"),
@@ -33,13 +33,162 @@ pub const ROUTER_CATALOGUE: &[(&str, &str)] = &[
     ("bgp.export", "per router: each tenant prefix is advertised to every BGP peer"),
 ];
 
-/// The node's VXLAN devices against their underlay devices.
-pub fn vxlan_checks(host: &HostNet) -> Vec<Check> {
+/// Bytes a tunnel adds to the frame it carries: outer IP, UDP and VXLAN (or Geneve) header and
+/// the inner Ethernet header; GRE (Open vSwitch's `gre` is Ethernet over GRE) adds 4 + 14.
+fn overhead(kind: &str, v6_underlay: bool) -> u32 {
+    let ip = if v6_underlay { 40 } else { 20 };
+    match kind {
+        "gre" => ip + 4 + 14,
+        _ => ip + 8 + 8 + 14,
+    }
+}
+
+/// Open vSwitch's own kernel tunnel devices (`vxlan_sys_4789`, `genev_sys_6081`): their MTU (65000
+/// by design) is not what limits packets; the OVS tunnel ports are judged instead.
+pub fn ovs_owned(name: &str) -> bool {
+    ["vxlan_sys_", "genev_sys_", "gre_sys"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// The largest frame that can enter a bridge port: the largest MTU among the bridge's other
+/// ports (a frame is only forwarded out of a port it fits, so what the tunnel port receives is
+/// bounded by what the others can send), following Open vSwitch patch ports to the bridge on the
+/// other side. `None` when the port is in no bridge or the bridge has no other port.
+fn largest_into(
+    name: &str,
+    host: &HostNet,
+    ovs: &[crate::collect::ovsdb::OvsPort],
+) -> Option<(u32, Vec<String>)> {
+    let mtu_of =
+        |p: &crate::collect::ovsdb::OvsPort| p.mtu.or_else(|| host.link(&p.name).map(|l| l.mtu));
+    if let Some(me) = ovs.iter().find(|p| p.name == name && p.in_bridge.is_some()) {
+        let mut bridges = vec![me.in_bridge.clone()?];
+        let mut seen = Vec::new();
+        let mut ports = Vec::new();
+        while let Some(b) = bridges.pop() {
+            if seen.contains(&b) || seen.len() > 16 {
+                continue;
+            }
+            for p in ovs
+                .iter()
+                .filter(|p| p.in_bridge.as_deref() == Some(b.as_str()))
+            {
+                if p.name == name || p.bridge.is_some() {
+                    continue; // itself, or the bridge's own (host) port
+                }
+                match p.kind.as_str() {
+                    "patch" => {
+                        let other = p
+                            .peer
+                            .as_deref()
+                            .and_then(|peer| ovs.iter().find(|q| q.name == peer))
+                            .and_then(|q| q.in_bridge.clone());
+                        bridges.extend(other);
+                    }
+                    "vxlan" | "geneve" | "gre" | "stt" => {} // another tunnel: decapsulated traffic
+                    _ => {
+                        if let Some(m) = mtu_of(p) {
+                            ports.push((p.name.clone(), m));
+                        }
+                    }
+                }
+            }
+            seen.push(b);
+        }
+        let max = ports.iter().map(|(_, m)| *m).max()?;
+        let ev = ports.iter().map(|(n, m)| format!("{n} {m}")).collect();
+        return Some((max, ev));
+    }
+    // A Linux bridge.
+    let l = host.link(name)?;
+    let master = l.master?;
+    let others: Vec<&crate::collect::netlink::Link> = host
+        .links
+        .iter()
+        .filter(|o| o.master == Some(master) && o.index != l.index)
+        .collect();
+    let max = others.iter().map(|o| o.mtu).max()?;
+    Some((
+        max,
+        others
+            .iter()
+            .map(|o| format!("{} {}", o.name, o.mtu))
+            .collect(),
+    ))
+}
+
+/// `mtu.vxlan`, by effect: for every tunnel of the node (kernel VXLAN devices, Open vSwitch
+/// tunnel ports), the largest frame that can enter it — what the other ports of its bridge can
+/// send, or the device's own MTU when it is in no bridge — plus the encapsulation (50 bytes over
+/// IPv4, 70 over IPv6) must fit the MTU of the underlay device on the route to its remote.
+/// Evidence: the chain measured.
+pub fn vxlan_checks(host: &HostNet, ovs: &[crate::collect::ovsdb::OvsPort]) -> Vec<Check> {
     let mut out = Vec::new();
+    /// How the underlay was found.
+    #[derive(Clone, Copy)]
+    enum Via {
+        Remote(IpAddr),
+        Local(IpAddr),
+        Dev,
+    }
+    let judge = |out: &mut Vec<Check>,
+                 name: &str,
+                 kind: &str,
+                 own: Option<u32>,
+                 via: Via,
+                 under: &crate::collect::netlink::Link| {
+        let v6 = match via {
+            Via::Remote(a) | Via::Local(a) => a.is_ipv6(),
+            Via::Dev => false,
+        };
+        let oh = overhead(kind, v6);
+        let (largest, how) = match (largest_into(name, host, ovs), own) {
+            (Some((m, ports)), Some(o)) if o < m => (
+                o,
+                format!("its own MTU {o} (bridge ports: {})", ports.join(", ")),
+            ),
+            (Some((m, ports)), _) => (
+                m,
+                format!(
+                    "the largest MTU of its bridge's other ports: {}",
+                    ports.join(", ")
+                ),
+            ),
+            (None, Some(o)) => (o, format!("its own MTU {o} (in no bridge)")),
+            (None, None) => return,
+        };
+        let need = largest + oh;
+        let ev = vec![
+            format!("largest frame into {name}: {largest} ({how})"),
+            format!(
+                "{largest} + {oh} ({kind} over IPv{}) = {need} on the underlay {} (MTU {}){}",
+                if v6 { 6 } else { 4 },
+                under.name,
+                under.mtu,
+                match via {
+                    Via::Remote(r) => format!(", route to {r}"),
+                    Via::Local(l) => format!(", where the local VTEP {l} is"),
+                    Via::Dev => ", the device's `dev`".to_string(),
+                }
+            ),
+        ];
+        out.push(if need <= under.mtu {
+            Check::ok("mtu.vxlan", format!("{name}: frames up to {largest} + {oh} fit {} ({})", under.name, under.mtu))
+                .subject(name.to_string())
+                .evidences(ev)
+        } else {
+            let max = under.mtu.saturating_sub(oh);
+            Check::fail("mtu.vxlan", format!("{name}: frames of {} to {largest} bytes enter it but only {max} + {oh} fit {} ({}): they are silently lost", max + 1, under.name, under.mtu))
+                .subject(name.to_string())
+                .evidences(ev)
+                .fix(format!("make the tenant MTU at most {max} (Neutron's global_physnet_mtu / path_mtu, and the ports: ip link set DEV mtu {max}), or raise {}'s MTU to {need}", under.name))
+        });
+    };
     for vx in host
         .links
         .iter()
-        .filter(|l| l.kind.as_deref() == Some("vxlan"))
+        .filter(|l| l.kind.as_deref() == Some("vxlan") && !ovs_owned(&l.name))
     {
         // The underlay: the device given with `dev`, else the one the routes send the remote to.
         let under = vx
@@ -69,21 +218,35 @@ pub fn vxlan_checks(host: &HostNet) -> Vec<Check> {
             );
             continue;
         };
-        let max = under.mtu.saturating_sub(50);
-        let ev = format!(
-            "{} mtu {} over {} mtu {}",
-            vx.name, vx.mtu, under.name, under.mtu
-        );
-        out.push(if vx.mtu <= max {
-            Check::ok("mtu.vxlan", format!("{} MTU {} fits {} ({} − 50)", vx.name, vx.mtu, under.name, under.mtu))
-                .subject(vx.name.clone())
-                .evidence(ev)
-        } else {
-            Check::fail("mtu.vxlan", format!("{} MTU {} is above {} − 50 = {max}: packets between {} and {} bytes are silently lost", vx.name, vx.mtu, under.name, max + 1, vx.mtu))
-                .subject(vx.name.clone())
-                .evidence(ev)
-                .fix(format!("ip link set {} mtu {max} (and keep Neutron's network MTU at or below it: global_physnet_mtu / path_mtu)", vx.name))
-        });
+        let via = match (vx.lower, vx.remote, vx.local) {
+            (Some(_), _, _) => Via::Dev,
+            (None, Some(r), _) if host.oif_for(r) == Some(under.index) => Via::Remote(r),
+            (None, _, Some(l)) => Via::Local(l),
+            (None, Some(r), None) => Via::Remote(r),
+            (None, None, None) => Via::Dev,
+        };
+        judge(&mut out, &vx.name, "vxlan", Some(vx.mtu), via, under);
+    }
+    // Open vSwitch tunnel ports: the underlay is the host's route to the remote VTEP (kernel
+    // datapath); with OVS's own route table (userspace datapath, no kernel route) not judged.
+    for t in ovs
+        .iter()
+        .filter(|p| matches!(p.kind.as_str(), "vxlan" | "geneve" | "gre"))
+    {
+        if host.link(&t.name).is_some_and(|l| !ovs_owned(&l.name)) {
+            continue; // a kernel device, judged above
+        }
+        let Some(remote) = t
+            .remote_ip
+            .as_deref()
+            .and_then(|r| r.parse::<IpAddr>().ok())
+        else {
+            continue;
+        };
+        let Some(under) = host.oif_for(remote).and_then(|i| host.link_by_index(i)) else {
+            continue;
+        };
+        judge(&mut out, &t.name, &t.kind, None, Via::Remote(remote), under);
     }
     out
 }
@@ -737,6 +900,7 @@ mod tests {
             lower: None,
             remote: None,
             local: None,
+            master: None,
         }
     }
 

@@ -100,6 +100,10 @@ pub fn walk_options(g: &GlobalArgs, a: &PortArgs, flow: Option<&str>) -> Result<
             mac,
             ips: Vec::new(),
         },
+        expect: crate::check::Expect {
+            dhcp: cfg.expects("dhcp"),
+            bgp: cfg.expects("bgp"),
+        },
         sources: Sources {
             bird_socket: a.bird_socket.clone().or(cfg.bird_socket),
             frr_dir: a.frr_dir.clone().or(cfg.frr_dir),

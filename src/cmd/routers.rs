@@ -8,7 +8,7 @@ use clap::Args;
 use super::args::GlobalArgs;
 use crate::config;
 use crate::error::{Error, Result};
-use crate::gateway::{self, Options};
+use crate::gateway::{self, Options, WireMode};
 use crate::model::exit_code;
 use crate::output::{self, Style};
 
@@ -26,13 +26,17 @@ pub struct RoutersArgs {
     /// How long to wait for each namespace's netlink answers: 2s, 500ms
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     pub timeout: String,
-    /// Also listen for VRRP adverts on every ha- interface and ARP-probe each primary's gateway
-    /// address (3 advert intervals; `router ID` does it unless --no-listen)
-    #[arg(long)]
+    /// Also listen for VRRP adverts on every ha- interface, for 3 advert intervals (a backup that
+    /// hears no primary); `router ID` does it unless --no-listen
+    #[arg(long, conflicts_with = "no_wire")]
     pub listen: bool,
     /// With `router ID`: only the local state, no listening or probing
     #[arg(long, conflicts_with = "listen")]
     pub no_listen: bool,
+    /// Do not ARP-probe each primary's gateway address (by default `routers` does, for 0.5 s, so
+    /// that a split-brain shows in the overview)
+    #[arg(long)]
+    pub no_wire: bool,
     /// OVSDB unix socket to read (repeat; default: from running ovsdb-server processes)
     #[arg(long, value_name = "SOCKET")]
     pub ovsdb: Vec<PathBuf>,
@@ -68,10 +72,17 @@ fn options(g: &GlobalArgs, a: &RoutersArgs, only: Option<String>) -> Result<Opti
     let timeout = config::parse_duration(&a.timeout).map_err(|e| e.context("bad --timeout"))?;
     let mut o = Options::new(timeout);
     o.netns_dir = a.netns_dir.clone();
+    o.expect_bgp = cfg.expects("bgp");
     o.ha_confs = a.ha_confs.clone().or(cfg.ha_confs);
     o.only = only;
     o.peer = a.peer.clone();
-    o.wire = a.listen || (only_set && !a.no_listen);
+    o.wire = if a.no_wire || (only_set && a.no_listen) {
+        WireMode::Off
+    } else if a.listen || only_set {
+        WireMode::Listen
+    } else {
+        WireMode::Probe
+    };
     o.ovsdb = a.ovsdb.clone();
     o.dump = !a.no_dump;
     o.bgp = !a.no_bgp;

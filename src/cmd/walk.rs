@@ -87,7 +87,8 @@ the routing daemons' control sockets is privileged. Run it with sudo.",
 fn gateway_options(g: &GlobalArgs, opts: &walk::WalkOptions) -> Result<gateway::Options> {
     let cfg = crate::config::Config::load(g.config.as_deref())?;
     let mut o = gateway::Options::new(opts.timeout);
-    o.ha_confs = cfg.ha_confs;
+    o.ha_confs = cfg.ha_confs.clone();
+    o.expect_bgp = cfg.expects("bgp");
     o.bgp_overrides = crate::collect::bgp::Overrides {
         bird_socket: opts.sources.bird_socket.clone(),
         frr_dir: opts.sources.frr_dir.clone(),
@@ -106,7 +107,7 @@ fn walk_router(g: &GlobalArgs, r: &RouterTarget, mut opts: gateway::Options) -> 
     }
     // As `vmpath router ID`: listening on the wire too.
     opts.only = Some(r.router_id.clone());
-    opts.wire = true;
+    opts.wire = gateway::WireMode::Listen;
     let (rep, facts) = gateway::run(&opts)?;
     if let Some(path) = std::env::var_os("VMPATH_FACTS_OUT") {
         output::write_facts(std::path::Path::new(&path), &facts);

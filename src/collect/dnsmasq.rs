@@ -573,6 +573,23 @@ mod tests {
         assert!(e.hostname.is_none());
         assert!(parse_host_entry("# comment", "f").is_none());
         assert!(parse_host_entry("   ", "f").is_none());
+        // Neutron's DHCPv6 line: the `tag:` condition is no property of the host.
+        let e = parse_host_entry(
+            "fa:16:3e:63:ad:00,tag:dhcpv6,host-2001-db8-0-1--24e.openstacklocal,[2001:db8:0:1::24e]",
+            "f",
+        )
+        .expect("entry");
+        assert_eq!(
+            e.hostname.as_deref(),
+            Some("host-2001-db8-0-1--24e.openstacklocal")
+        );
+        assert!(e.tags.is_empty() && e.ipv4.is_none() && e.ipv6.is_some());
+        // `id:*` (ignore the client id), a hardware-type prefix, a lease time in minutes.
+        let e =
+            parse_host_entry("1-fa:16:3e:aa:bb:cc,id:*,vm-b,192.0.2.6,45m", "f").expect("entry");
+        assert_eq!(e.client_id.as_deref(), Some("*"));
+        assert_eq!(e.macs.len(), 1);
+        assert_eq!(e.hostname.as_deref(), Some("vm-b"));
     }
 
     #[test]
@@ -705,5 +722,47 @@ mod tests {
         assert!(glob_match("t*p*x", "tapx"));
         assert!(!glob_match("tap*", "eth0"));
         assert!(glob_match("eth0", "eth0"));
+    }
+
+    /// The command line and files of a real Neutron DHCP agent's dnsmasq (Neutron 29,
+    /// dual-stack, `tests/fixtures/neutron-dhcp/`).
+    #[test]
+    fn a_real_neutron_dhcp_agent_dnsmasq_is_read_whole() {
+        let fx = |f: &str| {
+            std::fs::read_to_string(format!(
+                "{}/tests/fixtures/neutron-dhcp/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .expect("fixture")
+        };
+        let cmdline = fx("dnsmasq.cmdline");
+        let args: Vec<String> = cmdline.split_whitespace().map(String::from).collect();
+        let p = Process {
+            pid: 4242,
+            name: "dnsmasq".into(),
+            args,
+        };
+        let dir = "/tmp/nagents/lab/hosts/net1/state/dhcp/172d54ab-a93e-421f-9f47-22e68c645050";
+        let list = |path: &str| -> HostFiles {
+            let name = path.strip_prefix(dir).map(|n| n.trim_start_matches('/'));
+            match name {
+                Some(n @ ("host" | "opts")) => Ok(vec![(path.to_string(), fx(n))]),
+                _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            }
+        };
+        let d = from_process(&p, &|_| None, &list);
+        assert!(d.read_errors.is_empty(), "{:?}", d.read_errors);
+        assert_eq!(d.hostsfiles.len(), 1);
+        assert_eq!(d.hosts.len(), 4, "{:?}", d.hosts);
+        let v6: Vec<&HostEntry> = d.hosts.iter().filter(|h| h.ipv6.is_some()).collect();
+        assert_eq!(v6.len(), 2);
+        assert!(v6.iter().all(|h| h.ipv4.is_none() && h.port_id().is_none()));
+        assert_eq!(d.ranges.len(), 2);
+        let vm: IpAddr = "198.18.0.197".parse().expect("ip");
+        assert_eq!(d.mtu_for(vm).map(|m| m.0), Some(9000));
+        assert_eq!(
+            d.router_for(vm).map(|r| r.0),
+            Some("198.18.0.1".parse().expect("ip"))
+        );
     }
 }

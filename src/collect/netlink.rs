@@ -35,6 +35,9 @@ pub struct Link {
     pub remote: Option<IpAddr>,
     /// A VXLAN device's local (VTEP) address.
     pub local: Option<IpAddr>,
+    /// The bridge (or bond) it is a port of (IFLA_MASTER).
+    #[serde(default)]
+    pub master: Option<u32>,
 }
 
 impl Link {
@@ -422,6 +425,7 @@ impl Netlink {
                 lower: None,
                 remote: None,
                 local: None,
+                master: None,
             };
             for a in &m.attributes {
                 match a {
@@ -430,6 +434,7 @@ impl Netlink {
                     LinkAttribute::Address(b) if !b.is_empty() => l.mac = Some(mac_string(b)),
                     LinkAttribute::OperState(s) => l.oper = oper_name(s),
                     LinkAttribute::Link(i) if *i != 0 && *i != m.header.index => l.lower = Some(*i),
+                    LinkAttribute::Controller(i) if *i != 0 => l.master = Some(*i),
                     LinkAttribute::LinkInfo(infos) => {
                         for i in infos {
                             match i {

@@ -29,13 +29,22 @@ pub struct OvsPort {
     pub remote_ip: Option<String>,
     /// Set on a bridge's own internal interface (its name).
     pub bridge: Option<String>,
+    /// The interface's MTU as OVS reports it.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// The bridge the interface is a port of.
+    #[serde(default)]
+    pub in_bridge: Option<String>,
+    /// `options:peer` of a patch port (the patch port on the other bridge).
+    #[serde(default)]
+    pub peer: Option<String>,
 }
 
 /// The request [`query`] sends.
 pub fn request() -> Value {
     json!({"method": "transact", "id": 1, "params": ["Open_vSwitch",
-        {"op": "select", "table": "Interface", "where": [], "columns": ["name", "type", "external_ids", "mtu_request", "mtu", "options", "ofport", "link_state"]},
-        {"op": "select", "table": "Port", "where": [], "columns": ["name", "tag", "interfaces"]},
+        {"op": "select", "table": "Interface", "where": [], "columns": ["_uuid", "name", "type", "external_ids", "mtu_request", "mtu", "options", "ofport", "link_state"]},
+        {"op": "select", "table": "Port", "where": [], "columns": ["_uuid", "name", "tag", "interfaces"]},
         {"op": "select", "table": "Bridge", "where": [], "columns": ["name", "ports", "datapath_type"]}]})
 }
 
@@ -53,6 +62,24 @@ fn map(v: &Value) -> BTreeMap<String, String> {
         }
     }
     m
+}
+
+/// The UUIDs of a reference column: `["uuid", U]` or `["set", [["uuid", U], …]]`.
+fn uuids(v: &Value) -> Vec<String> {
+    let one = |x: &Value| -> Option<String> {
+        (x.get(0).and_then(Value::as_str) == Some("uuid"))
+            .then(|| x.get(1).and_then(Value::as_str).map(String::from))
+            .flatten()
+    };
+    match v.get(0).and_then(Value::as_str) {
+        Some("uuid") => one(v).into_iter().collect(),
+        Some("set") => v
+            .get(1)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(one).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 /// An optional integer: a number, or `["set", []]` for none.
@@ -94,6 +121,26 @@ fn parse_ports(answer: &Value) -> std::result::Result<Vec<OvsPort>, String> {
         .iter()
         .filter_map(|b| b.get("name").and_then(Value::as_str).map(String::from))
         .collect();
+    // Which bridge each interface is in: Bridge.ports → Port.interfaces (by UUID, when the
+    // answer carries them).
+    let port_ifaces: BTreeMap<String, Vec<String>> = ports
+        .iter()
+        .filter_map(|p| {
+            let u = uuids(p.get("_uuid")?).into_iter().next()?;
+            Some((u, uuids(p.get("interfaces")?)))
+        })
+        .collect();
+    let mut bridge_of_iface: BTreeMap<String, String> = BTreeMap::new();
+    for b in bridges {
+        let Some(bn) = b.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        for pu in b.get("ports").map(uuids).unwrap_or_default() {
+            for iu in port_ifaces.get(&pu).into_iter().flatten() {
+                bridge_of_iface.insert(iu.clone(), bn.to_string());
+            }
+        }
+    }
     let mut out = Vec::new();
     for i in ifaces {
         let Some(name) = i.get("name").and_then(Value::as_str) else {
@@ -114,6 +161,12 @@ fn parse_ports(answer: &Value) -> std::result::Result<Vec<OvsPort>, String> {
             tag: tag_of.get(name).copied().flatten(),
             remote_ip: opts.get("remote_ip").cloned(),
             bridge: None,
+            mtu: i.get("mtu").and_then(opt_int),
+            in_bridge: i
+                .get("_uuid")
+                .and_then(|u| uuids(u).into_iter().next())
+                .and_then(|u| bridge_of_iface.get(&u).cloned()),
+            peer: opts.get("peer").cloned(),
         });
         if bridge_names.iter().any(|b| b == name) {
             if let Some(last) = out.last_mut() {

@@ -15,7 +15,7 @@ pub fn report(f: &Facts) -> RoutersReport {
     let overlay: Option<(String, u32)> = f.node.net.as_ref().ok().and_then(|h| {
         h.links
             .iter()
-            .filter(|l| l.kind.as_deref() == Some("vxlan"))
+            .filter(|l| l.kind.as_deref() == Some("vxlan") && !router::ovs_owned(&l.name))
             .min_by_key(|l| l.mtu)
             .map(|l| (l.name.clone(), l.mtu))
     });
@@ -74,14 +74,21 @@ pub fn report(f: &Facts) -> RoutersReport {
                 .unwrap_or_default(),
         })
         .collect();
+    let ovs_ports: Vec<crate::collect::ovsdb::OvsPort> = f
+        .ovsdb
+        .iter()
+        .filter_map(|(_, p)| p.as_ref().ok())
+        .flatten()
+        .cloned()
+        .collect();
     let mut host_checks: Vec<Check> = f
         .node
         .net
         .as_ref()
-        .map(router::vxlan_checks)
+        .map(|n| router::vxlan_checks(n, &ovs_ports))
         .unwrap_or_default();
     if let Some(sp) = &f.bgp {
-        host_checks.extend(check::bgp::node_rows(sp));
+        host_checks.extend(check::bgp::node_rows(sp, f.expect_bgp));
     }
     host_checks.extend(f.ovsdb.iter().map(|(s, p)| router::ovs_check(s, p)));
     let verdict = routers
@@ -224,7 +231,11 @@ mod tests {
             not_ok("routers-gwA-conntrack-full"),
             [f("router.conntrack")]
         );
-        assert_eq!(not_ok("routers-gwA-mtu-mismatch"), [f("mtu.vxlan")]);
+        // Both tunnels over the shrunk underlay (the tenant's and the HA network's).
+        assert_eq!(
+            not_ok("routers-gwA-mtu-mismatch"),
+            [f("mtu.vxlan"), f("mtu.vxlan")]
+        );
         assert_eq!(not_ok("routers-gwA-ovs-dead-port"), [f("ovs.ports")]);
         assert_eq!(not_ok("router-gwA-split-brain"), [f("router.dad")]);
         assert_eq!(
@@ -261,11 +272,19 @@ mod tests {
             .expect("router.peer");
         assert_eq!(peer.status, Status::Fail, "{peer:?}");
         assert!(peer.summary.contains("split-brain"), "{peer:?}");
-        // ... and no BGP answer at all is the node's unknown row, not a router failure.
+        // ... a node without any BGP speaker does not announce tenant prefixes: not used here,
+        // unless the config expects one (then unknown), and never a router failure.
         facts.peer = None;
         facts.bgp = Some(Vec::new());
         let r = report(&facts);
         assert!(r.routers.iter().all(|x| x.verdict == Status::Ok));
+        assert_eq!(r.verdict, Status::Ok, "{:#?}", r.host_checks);
+        assert!(r
+            .host_checks
+            .iter()
+            .any(|c| c.id == "bgp.daemon" && c.summary.contains("not used")));
+        facts.expect_bgp = true;
+        let r = report(&facts);
         assert!(r
             .host_checks
             .iter()

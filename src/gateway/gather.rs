@@ -83,6 +83,9 @@ pub struct Facts {
     pub ovsdb: Vec<(String, Result<Vec<OvsPort>>)>,
     /// The other gateway's document (`--peer`).
     pub peer: Option<PeerDoc>,
+    /// The config says this node must run a BGP speaker (`expect = ["bgp"]`).
+    #[serde(default)]
+    pub expect_bgp: bool,
 }
 
 /// Neutron's ha_confs from its config (`state_path` in l3_agent.ini or neutron.conf, default
@@ -213,12 +216,13 @@ pub fn gather(opts: &Options) -> Result<Facts> {
     if opts.dump {
         ask_keepalived(&mut routers, opts.timeout);
     }
-    if opts.wire {
+    if opts.wire != super::WireMode::Off {
         let views: Vec<(PathBuf, RouterFacts<'_>)> = routers
             .iter()
             .map(|r| (r.path.clone(), r.view(conntrack_max)))
             .collect();
-        let wires = super::wire::listen(&views, opts.workers);
+        let adverts = opts.wire == super::WireMode::Listen;
+        let wires = super::wire::listen(&views, opts.workers, adverts);
         for (r, w) in routers.iter_mut().zip(wires) {
             r.wire = w;
         }
@@ -249,6 +253,7 @@ pub fn gather(opts: &Options) -> Result<Facts> {
         bgp,
         ovsdb,
         peer,
+        expect_bgp: opts.expect_bgp,
     })
 }
 

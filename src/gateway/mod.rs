@@ -32,7 +32,7 @@ pub struct Options {
     pub timeout: Duration,
     pub workers: usize,
     /// Listen for VRRP adverts and probe the gateway address (takes 3 advert intervals).
-    pub wire: bool,
+    pub wire: WireMode,
     /// OVSDB sockets to read (found from ovsdb-server processes when empty).
     pub ovsdb: Vec<PathBuf>,
     /// Ask each router's keepalived for its own state (its JSON dump).
@@ -40,6 +40,8 @@ pub struct Options {
     /// Ask the node's BGP speaker whether each router's tenant prefixes are advertised.
     pub bgp: bool,
     pub bgp_overrides: crate::collect::bgp::Overrides,
+    /// The node must run a BGP speaker (config `expect = ["bgp"]`).
+    pub expect_bgp: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,13 +95,27 @@ impl Options {
             peer: None,
             timeout,
             workers: (cpus * 2).clamp(2, 16),
-            wire: false,
+            wire: WireMode::Probe,
             ovsdb: Vec::new(),
             dump: true,
             bgp: true,
             bgp_overrides: crate::collect::bgp::Overrides::default(),
+            expect_bgp: false,
         }
     }
+}
+
+/// How much of the wire to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireMode {
+    /// Nothing (`--no-wire`, `router ID --no-listen`).
+    Off,
+    /// The duplicate-address ARP probe of every primary's gateway address, within
+    /// [`wire::PROBE_WINDOW`]: a split-brain shows in the overview (`routers`' default).
+    Probe,
+    /// The probe, and listening for VRRP adverts for three advert intervals (`router ID`,
+    /// `routers --listen`): also a backup that hears no primary.
+    Listen,
 }
 
 /// Where the host's named network namespaces are.
@@ -186,7 +202,7 @@ pub fn router_for(target: &Target, base: &Options) -> Option<RouterTarget> {
         Target::Ip(ip) => {
             let mut quick = base.clone();
             quick.only = None;
-            quick.wire = false;
+            quick.wire = WireMode::Off;
             quick.dump = false;
             quick.bgp = false;
             quick.ovsdb = Vec::new();

@@ -12,9 +12,14 @@ use crate::collect::nsscan;
 use crate::collect::vrrp::{self, Wire};
 use crate::error::Error;
 
-/// Open a VRRP listener on each router's HA interface (and, on a primary, send the ARP probe for
-/// its gateway address), all at once, then read them together for three advert intervals.
-pub fn listen(routers: &[(PathBuf, RouterFacts<'_>)], workers: usize) -> Vec<Wire> {
+/// How long the duplicate-address probe alone waits for other answers (an ARP reply crosses the
+/// HA pair's L2 in milliseconds).
+pub const PROBE_WINDOW: Duration = Duration::from_millis(500);
+
+/// On a primary, send the ARP probe for its gateway address; with `adverts`, also open a VRRP
+/// listener on each router's HA interface. All at once, then read them together: for three
+/// advert intervals with `adverts`, else for [`PROBE_WINDOW`].
+pub fn listen(routers: &[(PathBuf, RouterFacts<'_>)], workers: usize, adverts: bool) -> Vec<Wire> {
     struct Plan {
         ha: Option<String>,
         own: Vec<Ipv4Addr>,
@@ -72,7 +77,7 @@ pub fn listen(routers: &[(PathBuf, RouterFacts<'_>)], workers: usize) -> Vec<Wir
     let paths: Vec<PathBuf> = routers.iter().map(|(p, _)| p.clone()).collect();
     let opened = nsscan::run_in_each(&paths, workers, |i| {
         let p = &plans[i];
-        let l = p.ha.as_deref().map(|h| {
+        let l = p.ha.as_deref().filter(|_| adverts).map(|h| {
             vrrp::open_listener(h).map_err(|e| Error::unknown(format!("listen on {h}: {e}")))
         });
         let d = p.dad.as_ref().map(|(dev, _mac, ip)| {
@@ -80,8 +85,14 @@ pub fn listen(routers: &[(PathBuf, RouterFacts<'_>)], workers: usize) -> Vec<Wir
         });
         (l, d)
     });
-    let dur = plans.iter().map(|p| p.advert_int).fold(1.0f64, f64::max) * 3.0 + 0.5;
-    let dur = Duration::from_secs_f64(dur.min(15.0));
+    let dur = if adverts {
+        let d = plans.iter().map(|p| p.advert_int).fold(1.0f64, f64::max) * 3.0 + 0.5;
+        Duration::from_secs_f64(d.min(15.0))
+    } else if plans.iter().any(|p| p.dad.is_some()) {
+        PROBE_WINDOW
+    } else {
+        Duration::ZERO
+    };
     let start = Instant::now();
     let mut heard: Vec<vrrp::Heard> = vec![Default::default(); routers.len()];
     let mut macs: Vec<Vec<String>> = vec![Vec::new(); routers.len()];

@@ -184,10 +184,11 @@ fn dhcp_state(st: &Walked, dir_override: Option<&Path>) -> Result<DhcpState> {
         .filter(|d| d.pid.is_some())
         .find(|d| d.serves_interface(&id.tap))
         .or_else(|| dnsmasq.iter().find(|d| d.pid.is_some()));
+    let mac = st.port.desired.mac.as_ref().map(|m| m.value.as_str());
     let entries: Vec<HostEntry> = dnsmasq
         .iter()
         .flat_map(|d| d.hosts.iter())
-        .filter(|h| h.port_id().is_some_and(|p| id.owns(&p)))
+        .filter(|h| id.owns_record(mac, h))
         .cloned()
         .collect();
     let hostsdir = dir_override
@@ -298,7 +299,11 @@ pub fn run(opts: &PlumbOptions) -> Result<PlumbReport> {
         .collect();
     let mine: Vec<HostEntry> = all_entries
         .iter()
-        .filter(|h| h.port_id().is_some_and(|p| st.port.id.owns(&p)))
+        .filter(|h| {
+            st.port
+                .id
+                .owns_record(st.port.desired.mac.as_ref().map(|m| m.value.as_str()), h)
+        })
         .cloned()
         .collect();
     let resolution = records::resolve(

@@ -211,6 +211,7 @@ mod tests {
                 lower: None,
                 remote: None,
                 local: None,
+                master: None,
             }],
             addrs: vec![],
             routes: vec![Route {

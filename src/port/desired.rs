@@ -25,11 +25,30 @@ pub(super) fn is_tap_name(n: &str) -> bool {
 }
 
 impl HostRecords<'_> {
-    fn entries_for_port(&self, id: &Identity) -> Vec<(&Dnsmasq, &HostEntry)> {
+    /// The port's records: those that name it (`set:port-<id>`, a file named by its id), and
+    /// those that name no port but the VM's MAC — the `--mac` flag, or the one Nova implies from
+    /// the tap (`fe:` + its last 5 octets): Neutron's one hosts file per network has a line per
+    /// fixed IP (MAC, name, address) and no port id.
+    fn entries_for_port(&self, id: &Identity, host: &HostNet) -> Vec<(&Dnsmasq, &HostEntry)> {
+        let tap_suffix = host
+            .link(&id.tap)
+            .and_then(|l| l.mac.as_deref())
+            .filter(|m| m.starts_with("fe:"))
+            .map(|m| mac_suffix(m).to_string());
+        let vm_mac = |m: &str| match &self.overrides.mac {
+            Some(f) => f.eq_ignore_ascii_case(m),
+            None => tap_suffix
+                .as_deref()
+                .is_some_and(|s| mac_suffix(&m.to_ascii_lowercase()) == s),
+        };
         let mut out = Vec::new();
         for d in self.dnsmasq {
             for h in &d.hosts {
-                if h.port_id().is_some_and(|p| id.owns(&p)) {
+                let mine = match h.port_id() {
+                    Some(p) => id.owns(&p),
+                    None => h.macs.iter().any(|m| vm_mac(m)),
+                };
+                if mine {
                     out.push((d, h));
                 }
             }
@@ -45,7 +64,7 @@ impl DesiredSource for HostRecords<'_> {
 
     fn desired(&self, id: &Identity, host: &HostNet) -> Desired {
         let mut d = Desired::default();
-        let entries = self.entries_for_port(id);
+        let entries = self.entries_for_port(id, host);
         // Addresses
         for ip in &self.overrides.ips {
             push_ip(&mut d.ips, *ip, "--ip flag");
@@ -71,7 +90,7 @@ impl DesiredSource for HostRecords<'_> {
             for r in host.host_routes_via(tap.index) {
                 let claimed_elsewhere = self.dnsmasq.iter().flat_map(|d| &d.hosts).any(|h| {
                     (h.ipv4.map(IpAddr::V4) == Some(r.dst) || h.ipv6 == Some(r.dst))
-                        && !h.port_id().is_some_and(|p| id.owns(&p))
+                        && !entries.iter().any(|(_, e)| std::ptr::eq(*e, h))
                 });
                 if !claimed_elsewhere {
                     push_ip(&mut d.ips, r.dst, format!("host route via {}", id.tap));

@@ -53,6 +53,16 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Is a DHCP host record this port's: it names the port (a `set:port-<id>` tag, a file named
+    /// by its id), or it names no port and carries the port's MAC (Neutron's one hosts file per
+    /// network, a line per fixed IP).
+    pub fn owns_record(&self, mac: Option<&str>, h: &crate::collect::dnsmasq::HostEntry) -> bool {
+        match h.port_id() {
+            Some(p) => self.owns(&p),
+            None => mac.is_some_and(|m| h.macs.iter().any(|x| x.eq_ignore_ascii_case(m))),
+        }
+    }
+
     /// The 11-character port-id prefix Nova puts in the tap name; `None` for a tap that is not
     /// Nova-named (then no record can be matched to it by name).
     pub fn port_prefix(&self) -> Option<&str> {

@@ -19,6 +19,7 @@ fn link(index: u32, name: &str, mac: &str) -> Link {
         lower: None,
         remote: None,
         local: None,
+        master: None,
     }
 }
 

@@ -26,6 +26,8 @@ pub struct WalkOptions {
     pub timeout: Duration,
     pub overrides: Overrides,
     pub sources: Sources,
+    /// What the configuration says the host must run.
+    pub expect: crate::check::Expect,
 }
 
 /// The walk's result; its JSON form is documented in README.md.
@@ -77,7 +79,7 @@ pub fn run(opts: &WalkOptions) -> Result<Walked> {
     let tm = g.timer;
     let port = g.port(&opts.target, &opts.overrides)?;
     let facts = g.finish(std::slice::from_ref(&port));
-    let checks = checks::port(&facts, &port, opts.flow.as_ref());
+    let checks = checks::port(&facts, &port, opts.flow.as_ref(), opts.expect);
     tm.mark("checks done");
     let v = verdict(&checks);
     let report = WalkReport {

@@ -2,9 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
-use super::eval::{self};
+use std::net::IpAddr;
+
+use super::eval::{self, ChainKind, Evaluation, Iface, Packet, Step, Verdict};
 use super::{fam_label, families, read_errors, resync_fix, SgPort};
-use crate::collect::firewall::{Chain, FirewallFacts, Rule, Table};
+use crate::collect::firewall::{proto, Chain, FirewallFacts, Table, Target};
 use crate::model::Check;
 
 // ---------------------------------------------------------------------------------------------
@@ -88,10 +90,6 @@ pub(super) struct Found<'a> {
     /// Chain names from a hooked base chain to this one (from a forward-hook base chain when
     /// there is such a path); `None`: not reachable.
     pub(super) path: Option<Vec<String>>,
-    /// Reachable from a forward-hook base chain (forwarded traffic passes through it).
-    pub(super) on_forward: bool,
-    /// The rule that jumps into it on that path.
-    pub(super) via: Option<&'a Rule>,
 }
 
 /// What one family's tables say about the port.
@@ -141,15 +139,11 @@ fn reach(t: &Table, forward_only: bool) -> Reach {
 }
 
 impl Reach {
-    fn path<'a>(&self, t: &'a Table, ci: usize) -> Option<(Vec<String>, Option<&'a Rule>)> {
+    fn path(&self, t: &Table, ci: usize) -> Option<Vec<String>> {
         let mut names = vec![t.chains[ci].name.clone()];
-        let mut via = None;
         let mut cur = ci;
         let mut guard = 0;
-        while let Some(Some((p, ri))) = self.parent.get(&cur).map(|x| x.as_ref()) {
-            if via.is_none() {
-                via = t.chains[*p].rules.get(*ri);
-            }
+        while let Some(Some((p, _))) = self.parent.get(&cur).map(|x| x.as_ref()) {
             names.push(t.chains[*p].name.clone());
             cur = *p;
             guard += 1;
@@ -161,7 +155,7 @@ impl Reach {
             return None;
         }
         names.reverse();
-        Some((names, via))
+        Some(names)
     }
 }
 
@@ -184,10 +178,7 @@ pub(super) fn analyse<'a>(tables: &[&'a Table], port: &SgPort) -> Analysis<'a> {
     for &t in tables {
         let r = reach(t, false);
         let rf = reach(t, true);
-        let locate = |ci: usize| match rf.path(t, ci).or_else(|| r.path(t, ci)) {
-            Some((p, v)) => (Some(p), v, rf.parent.contains_key(&ci)),
-            None => (None, None, false),
-        };
+        let locate = |ci: usize| rf.path(t, ci).or_else(|| r.path(t, ci));
         let mut named_here = false;
         let mut per_port: HashSet<usize> = HashSet::new();
         for (ci, c) in t.chains.iter().enumerate() {
@@ -204,14 +195,12 @@ pub(super) fn analyse<'a>(tables: &[&'a Table], port: &SgPort) -> Analysis<'a> {
             }
             if ours(&key) {
                 per_port.insert(ci);
-                let (path, via, on_forward) = locate(ci);
+                let path = locate(ci);
                 a.found.push(Found {
                     table: t,
                     chain: c,
                     dir,
                     path,
-                    on_forward,
-                    via,
                 });
             } else {
                 a.others.insert(match key {
@@ -271,14 +260,12 @@ pub(super) fn analyse<'a>(tables: &[&'a Table], port: &SgPort) -> Analysis<'a> {
             if *tap == port.tap {
                 a.owner
                     .get_or_insert_with(|| format!("table {}", t.label()));
-                let (path, via, on_forward) = locate(*ti);
+                let path = locate(*ti);
                 a.found.push(Found {
                     table: t,
                     chain: &t.chains[*ti],
                     dir: *dir,
                     path,
-                    on_forward,
-                    via,
                 });
             } else {
                 a.owner
@@ -295,8 +282,104 @@ pub(super) fn analyse<'a>(tables: &[&'a Table], port: &SgPort) -> Analysis<'a> {
     a
 }
 
-/// `sg.chains`: the port's per-port chains exist for both directions and are reachable from the
-/// hooked base chains.
+/// The port's own filtering in one family's tables: its per-port chains, and the tap-specific
+/// verdict rules of hooked chains (a layout without per-port chains).
+struct Mine<'a> {
+    chains: BTreeSet<(String, String)>,
+    rules: Vec<(String, String, String)>,
+    analysis: Analysis<'a>,
+}
+
+impl<'a> Mine<'a> {
+    fn of(tables: &[&'a Table], port: &SgPort) -> Mine<'a> {
+        let analysis = analyse(tables, port);
+        let chains = analysis
+            .found
+            .iter()
+            .map(|f| (f.table.label(), f.chain.name.clone()))
+            .collect();
+        let rules = analysis
+            .tap_rules
+            .iter()
+            .filter(|(_, c, i)| !matches!(c.rules[*i].target, Target::Jump(_) | Target::Goto(_)))
+            .map(|(t, c, i)| (t.label(), c.name.clone(), c.rules[*i].display()))
+            .collect();
+        Mine {
+            chains,
+            rules,
+            analysis,
+        }
+    }
+
+    fn is_mine(&self, s: &Step) -> bool {
+        self.chains.contains(&(s.table.clone(), s.chain.clone()))
+            || s.jumps_to
+                .as_ref()
+                .is_some_and(|j| self.chains.contains(&(s.table.clone(), j.clone())))
+            || self
+                .rules
+                .iter()
+                .any(|(t, c, r)| *t == s.table && *c == s.chain && *r == s.rule)
+    }
+
+    /// Did the walk meet one of the port's own rules (or enter one of its chains)?
+    fn sees(&self, e: &Evaluation) -> bool {
+        e.trace.iter().chain(e.by.as_ref()).any(|s| self.is_mine(s))
+    }
+
+    /// The dir of the port chain a step is in, when it is one.
+    fn dir_of(&self, s: &Step) -> Option<Dir> {
+        self.analysis
+            .found
+            .iter()
+            .find(|f| f.table.label() == s.table && f.chain.name == s.chain)
+            .map(|f| f.dir)
+    }
+}
+
+/// The four packets the verdict rests on, for one VM address: a new connection and a reply, each
+/// way, to or from any remote address and port (the evaluator follows every branch an unknown
+/// address or port opens, and a verdict stands only when they agree).
+fn effect_packets(port: &SgPort, vm: IpAddr) -> [(&'static str, Packet); 4] {
+    let tap = Iface::Name(port.tap.clone());
+    let p = |out: bool, state: &str| Packet {
+        v6: vm.is_ipv6(),
+        in_iface: if out { tap.clone() } else { Iface::Uplink },
+        out_iface: if out { Iface::Uplink } else { tap.clone() },
+        src: out.then_some(vm),
+        dst: (!out).then_some(vm),
+        proto: proto::TCP,
+        sport: None,
+        dport: None,
+        icmp: None,
+        ct_state: state.into(),
+        src_mac: if out { port.mac.clone() } else { None },
+    };
+    [
+        ("new from the VM", p(true, "new")),
+        ("replies to the VM", p(false, "established")),
+        ("new to the VM", p(false, "new")),
+        ("replies from the VM", p(true, "established")),
+    ]
+}
+
+fn walked(e: &Evaluation) -> String {
+    match (&e.verdict, &e.by) {
+        (Verdict::Undetermined, Some(b)) => format!("depends on the packet at {b}"),
+        (Verdict::Undetermined, None) => "undetermined".to_string(),
+        (v, Some(b)) => format!("{} by {b}", v.as_str()),
+        (v, None) => format!(
+            "{} (no rule decided: the hooks' policies accept)",
+            v.as_str()
+        ),
+    }
+}
+
+/// `sg.chains`, by effect: a connection the VM opens and the replies to one it accepted, walked
+/// through every table's rules. Replies dropped, or the VM's own traffic dropped by a rule that
+/// is not its security group's (or by its anti-spoofing, which the port's records should pass),
+/// is a failure; traffic no rule of the port sees is unfiltered (a warning: port security off, or
+/// the agent lost its chains); traffic the port's own rules meet, in either direction, is ok.
 pub fn check_chains(fw: &FirewallFacts, port: &SgPort) -> Check {
     const ID: &str = "sg.chains";
     if fw.unreadable() {
@@ -308,148 +391,156 @@ pub fn check_chains(fw: &FirewallFacts, port: &SgPort) -> Check {
     }
     let fams = families(port);
     let mut evidence = Vec::new();
-    let mut problems: Vec<String> = Vec::new();
+    let mut fails: Vec<String> = Vec::new();
+    let mut warns: Vec<String> = Vec::new();
     let mut fix_owner: Option<String> = None;
-    let mut any_filtering = false;
-    let mut ok_lines = 0;
+    let mut filtered: Vec<String> = Vec::new();
+    // Families in which no rule of the port meets its traffic, either way.
+    let mut unfiltered: Vec<&str> = Vec::new();
+    let mut unhooked: Vec<String> = Vec::new();
+    let mut others = 0;
     for &v6 in &fams {
+        let Some(vm) = port
+            .ips
+            .iter()
+            .copied()
+            .find(|i| i.is_ipv6() == v6 && !crate::collect::netlink::is_link_local(i))
+        else {
+            continue;
+        };
         let tables: Vec<&Table> = fw.tables_for(v6).collect();
-        let a = analyse(&tables, port);
+        let mine = Mine::of(&tables, port);
         let pfx = if fams.len() > 1 {
             format!("{}: ", fam_label(v6))
         } else {
             String::new()
         };
-        if a.owner.is_some() {
-            fix_owner = fix_owner.or(a.owner.clone());
-        }
-        if a.found.is_empty() && a.others.is_empty() {
-            continue;
-        }
-        any_filtering = true;
-        for f in &a.found {
-            match &f.path {
-                Some(p) => {
-                    ok_lines += 1;
-                    let via = f.via.map(|r| r.display()).unwrap_or_default();
-                    evidence.push(format!(
-                        "{pfx}{}: {} ({}) hooked: {}; via {via}",
-                        f.dir.label(),
-                        f.chain.name,
-                        f.table.label(),
-                        p.join(" → ")
-                    ));
-                }
-                None => {
-                    evidence.push(format!(
-                        "{pfx}{}: {} ({}) exists, {} rules, but no rule from a hooked base chain \
-                         jumps to it",
-                        f.dir.label(),
-                        f.chain.name,
-                        f.table.label(),
-                        f.chain.rules.len()
-                    ));
-                }
-            }
-        }
-        let unhooked: Vec<&str> = a
-            .found
-            .iter()
-            .filter(|f| f.path.is_none())
-            .map(|f| f.chain.name.as_str())
-            .collect();
-        let input_only: Vec<&str> = a
-            .found
-            .iter()
-            .filter(|f| f.path.is_some() && !f.on_forward && f.dir != Dir::Spoof)
-            .map(|f| f.chain.name.as_str())
-            .collect();
-        if !input_only.is_empty() {
-            problems.push(format!(
-                "{pfx}not hooked for forwarded traffic: {} reached only from base chains of \
-                 other hooks (INPUT), not from FORWARD",
-                input_only.join(", ")
+        fix_owner = fix_owner.or(mine.analysis.owner.clone());
+        others = others.max(mine.analysis.others.len());
+        for f in mine.analysis.found.iter().filter(|f| f.path.is_none()) {
+            unhooked.push(format!(
+                "{pfx}{} ({}, {})",
+                f.chain.name,
+                f.dir.label(),
+                f.table.label()
             ));
         }
-        if !unhooked.is_empty() {
-            problems.push(format!(
-                "{pfx}not hooked: {} exist{} but nothing jumps to {}",
-                unhooked.join(", "),
-                if unhooked.len() == 1 { "s" } else { "" },
-                if unhooked.len() == 1 { "it" } else { "them" }
+        let mut seen = [false, false];
+        for (i, (what, pkt)) in effect_packets(port, vm).into_iter().enumerate() {
+            let e = eval::evaluate(
+                &fw.tables,
+                &["prerouting", "forward", "postrouting"],
+                ChainKind::Filter,
+                &pkt,
+            );
+            let sees = mine.sees(&e);
+            // 0 and 3 leave the VM, 1 and 2 reach it.
+            seen[usize::from(i == 1 || i == 2)] |= sees;
+            evidence.push(format!(
+                "{pfx}{what}: {}{}",
+                walked(&e),
+                if sees {
+                    ""
+                } else {
+                    " (no rule of the port met)"
+                }
             ));
-        }
-        let has = |d: Dir| a.found.iter().any(|f| f.dir == d);
-        let missing: Vec<&str> = [Dir::To, Dir::From]
-            .into_iter()
-            .filter(|d| !has(*d))
-            .map(Dir::label)
-            .collect();
-        if !missing.is_empty() {
-            if a.found.is_empty() {
-                problems.push(format!(
-                    "{pfx}chains missing: no per-port chain for {} (port {}) while {} other \
-                     port{} {} theirs",
-                    port.tap,
-                    port.port10(),
-                    a.others.len(),
-                    if a.others.len() == 1 { "" } else { "s" },
-                    if a.others.len() == 1 { "has" } else { "have" }
-                ));
-                let sample: Vec<&str> = a.others.iter().take(5).map(String::as_str).collect();
-                evidence.push(format!("{pfx}ports with chains: {}", sample.join(", ")));
-            } else {
-                problems.push(format!(
-                    "{pfx}chain missing for traffic {}",
-                    missing.join(" and ")
-                ));
+            let dropped = matches!(e.verdict, Verdict::Drop | Verdict::Reject);
+            if !dropped {
+                continue;
             }
+            let by = e.by.as_ref();
+            let own = by.is_some_and(|b| mine.is_mine(b));
+            let spoof = by.is_some_and(|b| mine.dir_of(b) == Some(Dir::Spoof));
+            match i {
+                // A reply never arrives: every connection is broken.
+                1 | 3 => fails.push(format!("{pfx}{what} are dropped")),
+                0 if own && !spoof => warns.push(format!(
+                    "{pfx}its security group lets no new connection out of the VM (no egress rule?)"
+                )),
+                0 if own => fails.push(format!(
+                    "{pfx}the port's anti-spoofing drops the VM's own address {vm}: the rules do \
+                     not match the port's records"
+                )),
+                0 => fails.push(format!(
+                    "{pfx}new connections from the VM are dropped by a rule that is not its \
+                     security group's"
+                )),
+                // New connections to the VM are its security group's to allow or refuse.
+                _ => {}
+            }
+        }
+        let dirs: Vec<&str> = [(seen[0], "from the VM"), (seen[1], "to the VM")]
+            .iter()
+            .filter(|(s, _)| *s)
+            .map(|(_, d)| *d)
+            .collect();
+        if dirs.is_empty() {
+            unfiltered.push(fam_label(v6));
+        } else {
+            filtered.push(format!("{pfx}{}", dirs.join(" and ")));
         }
     }
-    if !any_filtering {
-        let mut c = Check::warn(
-            ID,
-            format!(
-                "no per-port security-group chains for any tap on this host ({} has none either)",
-                port.tap
-            ),
-        )
-        .evidence(format!(
-            "tables read: {}",
-            fw.tables
-                .iter()
-                .map(Table::label)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .fix(
-            "if the port should be filtered, check port_security_enabled on the port and the \
-             agent's firewall_driver (noop disables security groups)",
-        );
-        if let Some(e) = read_errors(fw) {
-            c = c.evidence(format!("not read: {e}"));
-        }
-        return c;
+    if !unhooked.is_empty() {
+        evidence.push(format!(
+            "the port's chains exist but nothing jumps to them: {}",
+            unhooked.join(", ")
+        ));
     }
     if let Some(e) = read_errors(fw) {
         evidence.push(format!("not read: {e}"));
     }
-    if problems.is_empty() {
-        return Check::ok(
-            ID,
-            format!(
-                "{} per-port chain{} for {} exist and are hooked",
-                ok_lines,
-                if ok_lines == 1 { "" } else { "s" },
-                port.tap
-            ),
-        )
-        .evidences(evidence);
+    if !fails.is_empty() {
+        return Check::fail(ID, fails.join("; "))
+            .evidences(evidence)
+            .fix(format!(
+                "find the dropping rule in the evidence; if it is the port's own, {}",
+                resync_fix(fix_owner.as_deref())
+            ));
     }
-    Check::fail(ID, problems.join("; "))
-        .evidences(evidence)
-        .fix(resync_fix(fix_owner.as_deref()))
+    if !unfiltered.is_empty() {
+        let mut summary = if filtered.is_empty() {
+            format!(
+                "{} is unfiltered: no security-group rule of the port meets its traffic",
+                port.tap
+            )
+        } else {
+            format!(
+                "{}'s {} traffic is unfiltered: no security-group rule of the port meets it \
+                 (filtered {})",
+                port.tap,
+                unfiltered.join(" and "),
+                filtered.join("; ")
+            )
+        };
+        if others > 0 {
+            summary.push_str(&format!(
+                ", while {others} other port{} {} theirs",
+                if others == 1 { "" } else { "s" },
+                if others == 1 { "has" } else { "have" }
+            ));
+        }
+        let fix = if unhooked.is_empty() {
+            "if the port should be filtered: check port_security_enabled on the port (ports \
+             without it get no chains) and the agent's firewall_driver"
+                .to_string()
+        } else {
+            resync_fix(fix_owner.as_deref())
+        };
+        return Check::warn(ID, summary).evidences(evidence).fix(fix);
+    }
+    if !warns.is_empty() {
+        return Check::warn(ID, warns.join("; "))
+            .evidences(evidence)
+            .fix("if the VM should reach out, add an egress rule to its security group");
+    }
+    Check::ok(
+        ID,
+        format!(
+            "{}'s traffic passes its security group, filtered {}",
+            port.tap,
+            filtered.join("; ")
+        ),
+    )
+    .evidences(evidence)
 }
-
-// ---------------------------------------------------------------------------------------------
-// Drops

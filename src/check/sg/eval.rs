@@ -88,6 +88,8 @@ pub struct Step {
     /// The rule text with counters in front (iptables-save style), or `policy drop`.
     pub rule: String,
     pub counters: Option<Counters>,
+    /// The chain a jump or goto rule enters.
+    pub jumps_to: Option<String>,
 }
 
 impl std::fmt::Display for Step {
@@ -187,6 +189,10 @@ impl<'a> Walker<'a> {
             chain: self.tables[t].chains[c].name.clone(),
             rule: rule.display(),
             counters: rule.counters,
+            jumps_to: match &rule.target {
+                Target::Jump(c) | Target::Goto(c) => Some(c.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -210,6 +216,7 @@ impl<'a> Walker<'a> {
                 chain: chain.name.clone(),
                 rule: "policy drop".into(),
                 counters: None,
+                jumps_to: None,
             };
             return Err(Box::new(Self::done(st, Verdict::Drop, Some(by), None)));
         }

@@ -153,11 +153,6 @@ fn check<'a>(doc: &'a Value, id: &str) -> Vec<&'a Value> {
     checks(doc).iter().filter(|c| c["id"] == id).collect()
 }
 
-/// The single failing row of `id` (asserts there is exactly one).
-fn the_one_failing<'a>(doc: &'a Value, id: &str) -> &'a Value {
-    the_one(doc, id, "fail")
-}
-
 /// The single row of `id` with `status` (asserts there is exactly one).
 fn the_one<'a>(doc: &'a Value, id: &str, status: &str) -> &'a Value {
     let bad: Vec<_> = check(doc, id)

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::collect::dnsmasq::{Dnsmasq, HostEntry};
-use crate::collect::netlink::HostNet;
+use crate::collect::netlink::{is_link_local, HostNet};
 use crate::model::Check;
 use crate::port::{mac_suffix, Identity};
 
@@ -289,6 +289,27 @@ pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacE
         }
     }
     let mac = mac_seen.unwrap_or("-");
+    // A family of the port's addresses that no record covers, where dnsmasq serves that subnet
+    // statefully (a DHCPv6 static range): the VM gets no address of that family.
+    for r in routed.iter().filter(|r| !is_link_local(r)) {
+        if handed.iter().any(|a| a.is_ipv4() == r.is_ipv4()) {
+            continue;
+        }
+        if let Some(range) = pool.iter().flat_map(|d| &d.ranges).find(|g| g.contains(*r)) {
+            return Check::fail(
+                "dhcp.host",
+                format!(
+                    "no DHCP record for {r}: dnsmasq serves its subnet ({}) but none of the port's lines hands it out",
+                    range.line
+                ),
+            )
+            .evidences(ev)
+            .fix(format!(
+                "add the line '{mac},host-NAME,{}' for the port and SIGHUP dnsmasq",
+                if r.is_ipv6() { format!("[{r}]") } else { r.to_string() }
+            ));
+        }
+    }
     // Another record (another port's, stale) handing out one of these addresses.
     let dup: Vec<String> = all()
         .filter(|h| !entries.iter().any(|e| std::ptr::eq(*e, *h)))
@@ -336,7 +357,7 @@ fn host_routes_on_tap(net: &HostNet, tap: &str) -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::dnsmasq::parse_host_entry;
+    use crate::collect::dnsmasq::{parse_host_entry, parse_range};
     use crate::collect::netlink::{Link, NextHop, Route};
     use crate::model::Status;
 
@@ -532,6 +553,24 @@ mod tests {
         ));
         let c = host_check(&id(), &[d], &n, &m);
         assert_eq!(c.status, Status::Warn, "{c:?}");
+    }
+
+    #[test]
+    fn a_family_the_records_miss_fails_only_where_dnsmasq_serves_it() {
+        // Only the IPv4 line of the dual-stack port: its subnet is DHCPv6-stateful.
+        let mut d = neutron_server();
+        d.hosts
+            .retain(|h| h.ipv6 != Some("2001:db8:0:1::24e".parse().expect("ip")));
+        d.ranges.extend(parse_range(
+            "set:subnet-befc284e,2001:db8:0:1::,static,64,86400s",
+        ));
+        let (n, m) = dual_stack_net("fe:16:3e:63:ad:00");
+        let c = host_check(&id(), std::slice::from_ref(&d), &n, &m);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.summary.contains("2001:db8:0:1::24e"), "{c:?}");
+        // Without a DHCPv6 range (SLAAC) the IPv6 address needs no line.
+        d.ranges.clear();
+        assert_eq!(host_check(&id(), &[d], &n, &m).status, Status::Ok);
     }
 
     #[test]

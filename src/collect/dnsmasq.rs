@@ -121,6 +121,9 @@ pub struct Range {
     pub tags: Vec<String>,
     pub start: IpAddr,
     pub netmask: Option<Ipv4Addr>,
+    /// An IPv6 range's prefix length (`2001:db8::,static,64`).
+    #[serde(default)]
+    pub prefix_len: Option<u8>,
     pub line: String,
 }
 
@@ -136,6 +139,11 @@ impl Range {
                 // dnsmasq derives the netmask from the interface; assume /24 only as a hint
                 u32::from(s) >> 8 == u32::from(i) >> 8
             }
+            (IpAddr::V6(_), IpAddr::V6(_), _) => crate::collect::netlink::prefix_contains(
+                self.start,
+                self.prefix_len.unwrap_or(64),
+                ip,
+            ),
             _ => false,
         }
     }
@@ -162,10 +170,21 @@ pub fn parse_range(v: &str) -> Option<Range> {
         }
         _ => None,
     });
+    // IPv6: `start[,end],{static|constructor:…|ra-…},PREFIXLEN[,lease]`.
+    let prefix_len = start
+        .is_ipv6()
+        .then(|| {
+            v.split(',')
+                .map(str::trim)
+                .filter_map(|f| f.parse::<u8>().ok())
+                .find(|n| *n <= 128)
+        })
+        .flatten();
     Some(Range {
         tags,
         start,
         netmask,
+        prefix_len,
         line: v.to_string(),
     })
 }
@@ -758,6 +777,11 @@ mod tests {
         assert_eq!(v6.len(), 2);
         assert!(v6.iter().all(|h| h.ipv4.is_none() && h.port_id().is_none()));
         assert_eq!(d.ranges.len(), 2);
+        let v6: IpAddr = "2001:db8:0:1::24e".parse().expect("ip");
+        assert!(d
+            .ranges
+            .iter()
+            .any(|r| r.contains(v6) && r.prefix_len == Some(64)));
         let vm: IpAddr = "198.18.0.197".parse().expect("ip");
         assert_eq!(d.mtu_for(vm).map(|m| m.0), Some(9000));
         assert_eq!(

@@ -163,13 +163,14 @@ pub struct ArpProbe {
 pub fn open_arp(ifname: &str, target: Ipv4Addr) -> io::Result<ArpProbe> {
     let index = crate::collect::iface::ifindex(ifname)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname}")))?;
-    let proto = i32::from((libc::ETH_P_ARP as u16).to_be());
+    // Protocol 0 here and ETH_P_ARP at bind: a socket created with a protocol is hooked at once,
+    // and rebinding it unhooks it first, which waits for an RCU grace period (~10 ms a socket).
     // SAFETY: socket(2); the descriptor is owned by OwnedFd from here on.
     let fd = unsafe {
         libc::socket(
             libc::AF_PACKET,
             libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            proto,
+            0,
         )
     };
     if fd < 0 {

@@ -133,7 +133,10 @@ pub fn listen(routers: &[(PathBuf, RouterFacts<'_>)], workers: usize, adverts: b
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    opened
+    // Closing a packet socket waits for an RCU grace period (synchronize_net, ~10 ms here): the
+    // probes are closed together on threads of their own, not one after the other.
+    let mut probes: Vec<vrrp::ArpProbe> = Vec::new();
+    let wires = opened
         .into_iter()
         .enumerate()
         .map(|(i, o)| {
@@ -154,13 +157,33 @@ pub fn listen(routers: &[(PathBuf, RouterFacts<'_>)], workers: usize, adverts: b
                     }),
                     own: p.own.clone(),
                     dad: match (d, &p.dad) {
-                        (Some(r), Some((_, _, ip))) => {
-                            Some((*ip, r.map(|_| std::mem::take(&mut macs[i]))))
-                        }
+                        (Some(r), Some((_, _, ip))) => Some((
+                            *ip,
+                            r.map(|probe| {
+                                probes.push(probe);
+                                std::mem::take(&mut macs[i])
+                            }),
+                        )),
                         _ => None,
                     },
                 },
             }
         })
-        .collect()
+        .collect();
+    close_together(probes);
+    wires
+}
+
+/// Drop `items` on up to 64 threads at once.
+fn close_together<T: Send>(mut items: Vec<T>) {
+    if items.len() < 4 {
+        return;
+    }
+    let per = items.len().div_ceil(64).max(1);
+    std::thread::scope(|s| {
+        while !items.is_empty() {
+            let chunk: Vec<T> = items.drain(..per.min(items.len())).collect();
+            s.spawn(move || drop(chunk));
+        }
+    });
 }

@@ -96,7 +96,7 @@ pub fn node_rows(spoken: &[Spoken], expected: bool) -> Vec<Check> {
                 "no BGP speaker on this node: tenant prefixes are not announced from here (not used)",
             )
             .evidence("no process named bird, bird6 or bgpd shares this network namespace")
-            .fix("if this node should announce tenant prefixes: start its routing daemon, and set expect = [\"bgp\"] in /etc/vmpath/config.toml so that its absence is reported")];
+            .evidence("if this node should announce tenant prefixes: start its routing daemon, and set expect = [\"bgp\"] in /etc/vmpath/config.toml so that its absence is reported")];
         }
         return vec![Check::unknown(
             DAEMON,

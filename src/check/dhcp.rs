@@ -84,7 +84,7 @@ pub fn server_check(
                 "no DHCP server runs here: not used on this host",
             )
             .evidence("no process named dnsmasq shares this network namespace, and no hosts dir was given")
-            .fix("if this host should serve DHCP: start its dnsmasq, and set expect = [\"dhcp\"] in /etc/vmpath/config.toml so that its absence fails");
+            .evidence("if this host should serve DHCP: start its dnsmasq, and set expect = [\"dhcp\"] in /etc/vmpath/config.toml so that its absence fails");
         }
         return Check::fail("dhcp.server", "no dnsmasq in this network namespace")
             .evidence("no process named dnsmasq shares this network namespace (expected: config expect = [\"dhcp\"])")
@@ -164,7 +164,7 @@ pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacE
             "no DHCP server runs here: no host records to check",
         )
         .evidence("see dhcp.server")
-        .fix("pass --dhcp-hostsdir DIR to check the records of a DHCP server elsewhere");
+        .evidence("--dhcp-hostsdir DIR checks the records of a DHCP server elsewhere");
     }
     let routed = host_routes_on_tap(net, &id.tap);
     let all = || pool.iter().flat_map(|d| d.hosts.iter());

@@ -12,4 +12,6 @@ pub mod output;
 pub mod plumb;
 pub mod port;
 pub mod probe;
+#[cfg(test)]
+mod testing;
 pub mod walk;

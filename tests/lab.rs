@@ -1271,6 +1271,13 @@ fn routers_on(lab: &Lab, host: &str) -> (i32, Value) {
 
 /// `vmpath routers --listen --json` on a gateway host, with extra arguments.
 fn routers_with(lab: &Lab, host: &str, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["--listen"];
+    args.extend_from_slice(extra);
+    routers_run(lab, host, &args)
+}
+
+/// `vmpath routers --json --ha-confs DIR ARGS…` on a gateway host.
+fn routers_run(lab: &Lab, host: &str, extra: &[&str]) -> (i32, Value) {
     let info = lab_info(lab);
     let ha = info["ha"]["gateways"][host]["ha_confs"]
         .as_str()
@@ -1284,7 +1291,6 @@ fn routers_with(lab: &Lab, host: &str, extra: &[&str]) -> (i32, Value) {
             host,
             env!("CARGO_BIN_EXE_vmpath"),
             "routers",
-            "--listen",
             "--json",
             "--ha-confs",
             &ha,
@@ -1540,26 +1546,7 @@ fn variants() -> Vec<Variant> {
 
 /// `vmpath routers --json` with its defaults (the overview: ARP probes, no listening).
 fn routers_overview(lab: &Lab, host: &str) -> (i32, Value) {
-    let info = lab_info(lab);
-    let ha = info["ha"]["gateways"][host]["ha_confs"]
-        .as_str()
-        .expect("ha_confs")
-        .to_string();
-    let out = Command::new(vmlab())
-        .args(["exec", "--dir"])
-        .arg(&lab.dir)
-        .args([
-            "--host",
-            host,
-            env!("CARGO_BIN_EXE_vmpath"),
-            "routers",
-            "--json",
-            "--ha-confs",
-            &ha,
-        ])
-        .output()
-        .expect("run vmpath routers");
-    json_of(&out, &format!("routers on {host}"))
+    routers_run(lab, host, &[])
 }
 
 fn all_checks(doc: &Value) -> Vec<&Value> {

@@ -116,14 +116,11 @@ mod tests {
     /// A capture of `lab/capture-facts`: the facts `routers`/`router ID` gathered on the lab's
     /// gateway gwA and the report it printed.
     fn capture(name: &str) -> (Facts, serde_json::Value) {
-        let path = format!(
-            "{}/tests/fixtures/facts/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path).expect("capture (lab/capture-facts)");
-        let mut doc: serde_json::Value = serde_json::from_str(&text).expect("capture JSON");
-        let facts = serde_json::from_value(doc["facts"].take()).expect("facts deserialize");
-        (facts, doc["report"].take())
+        let (facts, report) = crate::testing::capture(name);
+        (
+            serde_json::from_value(facts).expect("facts deserialize"),
+            report,
+        )
     }
 
     /// (router or "node", id, subject, status) of every check.

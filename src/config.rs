@@ -10,6 +10,7 @@
 //! dhcp_hostsdir = "/var/lib/neutron/dhcp-hosts"
 //! ha_confs = "/var/lib/neutron/ha_confs"   # gateway nodes: Neutron's keepalived dirs
 //! expect = ["dhcp", "bgp"]     # components this host must run (default: judged by what runs)
+//! trusted_accounts = ["nobody"]   # daemons' accounts to trust besides root (README "Security")
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,10 @@ pub struct Config {
     /// on a gateway node). Without it, a component that does not run here is "not used here".
     #[serde(default)]
     pub expect: Vec<String>,
+    /// Accounts (names or uids) whose daemons are trusted as sources of paths and sockets
+    /// besides root and daemons that kept capabilities from root (see README "Security").
+    #[serde(default)]
+    pub trusted_accounts: Vec<String>,
 }
 
 impl Config {
@@ -73,6 +78,27 @@ impl Config {
             }
         }
         Ok(c)
+    }
+
+    /// `trusted_accounts` as uids; an unknown account name is a usage error.
+    pub fn trust(&self) -> Result<crate::collect::trust::Policy> {
+        let mut uids = Vec::new();
+        for a in &self.trusted_accounts {
+            let uid = match a.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => nix::unistd::User::from_name(a)
+                    .ok()
+                    .flatten()
+                    .map(|u| u.uid.as_raw())
+                    .ok_or_else(|| {
+                        Error::usage(format!(
+                            "trusted_accounts: no account named '{a}' on this host"
+                        ))
+                    })?,
+            };
+            uids.push(uid);
+        }
+        Ok(crate::collect::trust::Policy { uids })
     }
 
     /// Is `component` (`dhcp`, `bgp`) listed in `expect`?

@@ -14,7 +14,12 @@ use vmpath::model::Status;
 fn process(pid: u32, raw: &[u8]) -> Process {
     let args = parse_cmdline(raw);
     let name = args[0].rsplit('/').next().unwrap_or("").to_string();
-    Process { pid, name, args }
+    Process {
+        pid,
+        name,
+        args,
+        cred: None,
+    }
 }
 
 fn table() -> ProcTable {
@@ -46,7 +51,11 @@ fn table() -> ProcTable {
 
 #[test]
 fn routing_daemons_are_found_from_their_real_command_lines() {
-    let sp = bgp::discover(&table(), &bgp::Overrides::default());
+    let sp = bgp::discover(
+        &table(),
+        &bgp::Overrides::default(),
+        &vmpath::collect::trust::Policy::default(),
+    );
     let bird = sp
         .iter()
         .find(|s| s.kind == SpeakerKind::Bird)
@@ -72,7 +81,7 @@ fn routing_daemons_are_found_from_their_real_command_lines() {
         bird_socket: Some("/run/other.ctl".into()),
         frr_dir: None,
     };
-    let sp = bgp::discover(&table(), &ov);
+    let sp = bgp::discover(&table(), &ov, &vmpath::collect::trust::Policy::default());
     assert!(sp
         .iter()
         .any(|s| s.endpoint == Endpoint::BirdSocket("/run/other.ctl".into())));
@@ -86,7 +95,9 @@ fn dnsmasq_settings_come_from_its_real_command_line() {
         .iter()
         .find(|p| p.name == "dnsmasq")
         .expect("dnsmasq");
-    let d = dnsmasq::from_process(p, &|_| None, &|_| Ok(vec![]));
+    let d = dnsmasq::from_process(p, &|_| Err(std::io::ErrorKind::NotFound.into()), &|_| {
+        Ok(vec![])
+    });
     assert_eq!(
         d.hostsdirs,
         vec![std::path::PathBuf::from("/tmp/vmlab/hv1/dhcp-hosts")]

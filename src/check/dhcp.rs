@@ -90,10 +90,13 @@ pub fn server_check(
             .evidence("no process named dnsmasq shares this network namespace (expected: config expect = [\"dhcp\"])")
             .fix("start the DHCP service (the L2 agent's dnsmasq), or pass --dhcp-hostsdir to read its records");
     }
-    let serving: Vec<&Dnsmasq> = servers
+    // A trusted server's answer first: an untrusted process claiming the tap is unknown only
+    // when no trusted one serves it.
+    let mut serving: Vec<&Dnsmasq> = servers
         .iter()
         .filter(|d| d.serves_interface(&id.tap))
         .collect();
+    serving.sort_by_key(|d| d.untrusted.is_some());
     let Some(d) = serving.first() else {
         let ifs: Vec<String> = servers.iter().flat_map(|d| d.interfaces.clone()).collect();
         return Check::fail("dhcp.server", format!("no dnsmasq serves {}", id.tap))
@@ -103,6 +106,14 @@ pub fn server_check(
                 id.tap
             ));
     };
+    if let Some(why) = &d.untrusted {
+        return Check::unknown(
+            "dhcp.server",
+            format!("{} is not trusted as a source: its records were not read", d.origin),
+        )
+        .evidence(why.clone())
+        .fix("if it is this host's DHCP server, add its account to trusted_accounts in /etc/vmpath/config.toml");
+    }
     let ifs = if d.interfaces.is_empty() {
         "all interfaces".to_string()
     } else {
@@ -149,10 +160,13 @@ pub fn server_check(
 
 /// `dhcp.host`: the port's host entry.
 pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacEvidence) -> Check {
-    let serving: Vec<&Dnsmasq> = servers
+    // A trusted server's answer first: an untrusted process claiming the tap is unknown only
+    // when no trusted one serves it.
+    let mut serving: Vec<&Dnsmasq> = servers
         .iter()
         .filter(|d| d.serves_interface(&id.tap))
         .collect();
+    serving.sort_by_key(|d| d.untrusted.is_some());
     let pool: Vec<&Dnsmasq> = if serving.is_empty() {
         servers.iter().collect()
     } else {
@@ -194,6 +208,15 @@ pub fn host_check(id: &Identity, servers: &[Dnsmasq], net: &HostNet, macs: &MacE
         .cloned()
         .unwrap_or_else(|| "the hosts dir".into());
     let read_errors: Vec<String> = pool.iter().flat_map(|d| d.read_errors.clone()).collect();
+    let untrusted: Vec<String> = pool.iter().filter_map(|d| d.untrusted.clone()).collect();
+    if entries.is_empty() && !untrusted.is_empty() {
+        return Check::unknown(
+            "dhcp.host",
+            "the DHCP server here is not trusted as a source: its records were not read",
+        )
+        .evidences(untrusted)
+        .fix("if it is this host's DHCP server, add its account to trusted_accounts in /etc/vmpath/config.toml");
+    }
     if entries.is_empty() && !read_errors.is_empty() {
         return Check::unknown("dhcp.host", "the DHCP host records could not all be read")
             .evidences(read_errors)

@@ -582,6 +582,9 @@ pub fn checks(f: &RouterFacts) -> Vec<Check> {
 
     // keepalived.
     let ka = match (f.keepalived, &f.instance) {
+        (Some(k), _) if k.untrusted.is_some() => Check::unknown("router.keepalived", format!("a process named keepalived (pid {}) runs in {ns}, but it is not trusted as this router's keepalived", k.pid))
+            .evidence(k.untrusted.clone().unwrap_or_default())
+            .fix(format!("find who started it (`ps -o user,pid,args -p {}`); a keepalived running as a service account is trusted once the account is in trusted_accounts in /etc/vmpath/config.toml", k.pid)),
         (Some(k), _) if k.vrrp_pid.is_some() => Check::ok("router.keepalived", format!("keepalived pid {} running", k.pid))
             .evidence(format!("VRRP child pid {}", k.vrrp_pid.unwrap_or(0))),
         (Some(k), _) => Check::fail("router.keepalived", format!("keepalived pid {} has no VRRP child", k.pid))
@@ -960,6 +963,7 @@ mod tests {
             conf: None,
             vrrp_pid: Some(11),
             netns_inode: 0,
+            ..Keepalived::default()
         };
         let ct = Conntrack {
             count,

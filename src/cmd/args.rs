@@ -58,6 +58,7 @@ pub struct PortArgs {
 /// walk's `--flow`. Every error is `Error::Usage`.
 pub fn walk_options(g: &GlobalArgs, a: &PortArgs, flow: Option<&str>) -> Result<WalkOptions> {
     let cfg = Config::load(g.config.as_deref())?;
+    let trust = cfg.trust()?;
     let target = Target::parse(&a.target)?;
     let timeout = config::parse_duration(
         a.timeout
@@ -107,7 +108,8 @@ pub fn walk_options(g: &GlobalArgs, a: &PortArgs, flow: Option<&str>) -> Result<
         sources: Sources {
             bird_socket: a.bird_socket.clone().or(cfg.bird_socket),
             frr_dir: a.frr_dir.clone().or(cfg.frr_dir),
-            dhcp_hostsdir: a.dhcp_hostsdir.clone().or(cfg.dhcp_hostsdir),
+            dhcp_hostsdir: a.dhcp_hostsdir.clone().or(cfg.dhcp_hostsdir.clone()),
+            trust,
         },
     })
 }

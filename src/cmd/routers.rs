@@ -73,6 +73,7 @@ fn options(g: &GlobalArgs, a: &RoutersArgs, only: Option<String>) -> Result<Opti
     let mut o = Options::new(timeout);
     o.netns_dir = a.netns_dir.clone();
     o.expect_bgp = cfg.expects("bgp");
+    o.trust = cfg.trust()?;
     o.ha_confs = a.ha_confs.clone().or(cfg.ha_confs);
     o.only = only;
     o.peer = a.peer.clone();

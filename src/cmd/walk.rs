@@ -89,6 +89,7 @@ fn gateway_options(g: &GlobalArgs, opts: &walk::WalkOptions) -> Result<gateway::
     let mut o = gateway::Options::new(opts.timeout);
     o.ha_confs = cfg.ha_confs.clone();
     o.expect_bgp = cfg.expects("bgp");
+    o.trust = opts.sources.trust.clone();
     o.bgp_overrides = crate::collect::bgp::Overrides {
         bird_socket: opts.sources.bird_socket.clone(),
         frr_dir: opts.sources.frr_dir.clone(),

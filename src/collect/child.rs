@@ -4,6 +4,7 @@
 
 use crate::error::Error;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -52,7 +53,9 @@ pub fn run(argv: &[String], env: &[(&str, &str)], timeout: Duration) -> Result<R
         return Err(Error::unknown("empty command"));
     };
     let mut c = Command::new(prog);
+    // Its own process group, so that a deadline kills whatever it started too.
     c.args(args)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -71,7 +74,27 @@ pub fn run(argv: &[String], env: &[(&str, &str)], timeout: Duration) -> Result<R
     let deadline = Instant::now() + timeout;
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let read = read_both(&mut child, &mut out, &mut err, deadline);
-    // Reap within the deadline; kill by pid when it overruns.
+    let pid = child.id();
+    match read {
+        // A pipe still open at the deadline (the command, or something it started, hangs):
+        // the whole group goes, even when the command itself already exited.
+        Err(Overflow::Late) => {
+            kill_group(&mut child);
+            return Err(Error::unknown(format!(
+                "{shown}: no answer within {} ms (killed pid {pid} and its process group)",
+                timeout.as_millis()
+            )));
+        }
+        Err(Overflow::TooBig) => {
+            kill_group(&mut child);
+            return Err(Error::unknown(format!(
+                "{shown}: printed more than {} MiB (killed pid {pid})",
+                MAX_OUTPUT >> 20
+            )));
+        }
+        Ok(()) => {}
+    }
+    // Both pipes closed: reap within the deadline.
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
@@ -81,22 +104,16 @@ pub fn run(argv: &[String], env: &[(&str, &str)], timeout: Duration) -> Result<R
                     stderr: err,
                 })
             }
-            Ok(None) if Instant::now() < deadline && read.is_ok() => {
-                std::thread::sleep(Duration::from_micros(200))
-            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
             Ok(None) => {
-                // Child::kill sends SIGKILL to this child's pid only.
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 return Err(Error::unknown(format!(
-                    "{shown}: no answer within {} ms (killed pid {})",
-                    timeout.as_millis(),
-                    child.id()
+                    "{shown}: did not exit within {} ms (killed pid {pid} and its process group)",
+                    timeout.as_millis()
                 )));
             }
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 return Err(Error::unknown(format!(
                     "{shown}: waiting for it failed: {e}"
                 )));
@@ -105,12 +122,32 @@ pub fn run(argv: &[String], env: &[(&str, &str)], timeout: Duration) -> Result<R
     }
 }
 
+/// The most a command may print (stdout and stderr together) before it is killed.
+pub const MAX_OUTPUT: usize = 256 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Overflow {
+    Late,
+    TooBig,
+}
+
+/// SIGKILL the child's whole process group (it leads it: `process_group(0)`), then reap it.
+fn kill_group(child: &mut std::process::Child) {
+    if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with a negative pid (a process group id we created) and a signal
+        // number; no memory is involved.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn read_both(
     child: &mut std::process::Child,
     out: &mut Vec<u8>,
     err: &mut Vec<u8>,
     deadline: Instant,
-) -> Result<(), ()> {
+) -> Result<(), Overflow> {
     use std::os::unix::io::AsRawFd;
     let mut so = child.stdout.take();
     let mut se = child.stderr.take();
@@ -118,7 +155,10 @@ fn read_both(
     while so.is_some() || se.is_some() {
         let now = Instant::now();
         if now >= deadline {
-            return Err(());
+            return Err(Overflow::Late);
+        }
+        if out.len() + err.len() > MAX_OUTPUT {
+            return Err(Overflow::TooBig);
         }
         let ms = (deadline - now).as_millis().clamp(1, i32::MAX as u128) as i32;
         let mut fds = Vec::with_capacity(2);
@@ -142,7 +182,7 @@ fn read_both(
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(());
+            return Err(Overflow::Late);
         }
         for f in fds.iter().filter(|f| f.revents != 0) {
             let is_out = so.as_ref().map(|s| s.as_raw_fd()) == Some(f.fd);
@@ -195,6 +235,28 @@ mod tests {
         let e = run(&argv(&["sleep", "5"]), &[], Duration::from_millis(200)).expect_err("killed");
         assert!(e.message().contains("no answer within 200 ms"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(2));
+        // A command whose child holds the pipe and outlives it: both are killed at the deadline.
+        let mark = std::env::temp_dir().join(format!("vmpath-grandchild-{}", std::process::id()));
+        let script = format!("sleep 30 & echo $! > {}; exit 0", mark.display());
+        let e = run(
+            &argv(&["sh", "-c", &script]),
+            &[],
+            Duration::from_millis(300),
+        )
+        .expect_err("grandchild holds stdout");
+        assert!(e.message().contains("process group"), "{e}");
+        let gc: i32 = std::fs::read_to_string(&mark)
+            .expect("pid written")
+            .trim()
+            .parse()
+            .expect("pid");
+        let _ = std::fs::remove_file(&mark);
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            // Reaped by init once killed; a zombie has no cmdline left either.
+            std::fs::read(format!("/proc/{gc}/cmdline")).map_or(true, |c| c.is_empty())
+        });
+        assert!(gone, "grandchild {gc} survived the deadline");
         let e =
             run(&argv(&["/nonexistent/tool"]), &[], Duration::from_secs(1)).expect_err("missing");
         assert!(e.message().contains("not installed"), "{e}");

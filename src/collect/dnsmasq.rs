@@ -250,14 +250,22 @@ pub struct Dnsmasq {
     pub hosts: Vec<HostEntry>,
     /// Problems reading files (named), reported as evidence by the checks.
     pub read_errors: Vec<String>,
+    /// Why this process is not trusted as a source (`collect::trust`): none of its files were
+    /// read.
+    #[serde(default)]
+    pub untrusted: Option<String>,
+    /// The uid it runs as (its files are read as that user could).
+    #[serde(default)]
+    pub uid: Option<u32>,
 }
 
 /// dnsmasq options as (name, value) pairs from argv (`--name=value`, `--name value` for the
 /// options we know take a value) and from conf files (`name=value`).
 fn collect_options(
     args: &[String],
-    read_conf: &dyn Fn(&str) -> Option<String>,
+    read_conf: &dyn Fn(&str) -> std::io::Result<String>,
     list_dir: &dyn Fn(&str) -> HostFiles,
+    errors: &mut Vec<String>,
 ) -> Vec<(String, String)> {
     const WITH_VALUE: &[&str] = &[
         "conf-file",
@@ -342,7 +350,17 @@ fn collect_options(
         if seen > 32 || f.is_empty() || f == "/dev/null" {
             continue;
         }
-        let Some(text) = read_conf(&f) else { continue };
+        let text = match read_conf(&f) {
+            Ok(t) => t,
+            // The default conf file may well be absent.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && f == "/etc/dnsmasq.conf" => {
+                continue
+            }
+            Err(e) => {
+                errors.push(format!("conf-file {f}: {e}"));
+                continue;
+            }
+        };
         for line in text.lines() {
             let l = line.trim();
             if l.is_empty() || l.starts_with('#') {
@@ -365,13 +383,15 @@ pub type HostFiles = std::io::Result<Vec<(String, String)>>;
 /// Build the description of one dnsmasq process. `read` reads a file as the process sees it.
 pub fn from_process(
     p: &Process,
-    read: &dyn Fn(&str) -> Option<String>,
+    read: &dyn Fn(&str) -> std::io::Result<String>,
     list_dir: &dyn Fn(&str) -> HostFiles,
 ) -> Dnsmasq {
-    let opts = collect_options(&p.args, read, list_dir);
+    let mut errors = Vec::new();
+    let opts = collect_options(&p.args, read, list_dir, &mut errors);
     let mut d = Dnsmasq {
         pid: Some(p.pid),
         origin: format!("dnsmasq pid {}", p.pid),
+        read_errors: errors,
         ..Default::default()
     };
     for (k, v) in &opts {
@@ -505,23 +525,64 @@ fn glob_match_tail(pat: &str, name: &str) -> bool {
 }
 
 /// Find every dnsmasq of this network namespace and read it.
-pub fn discover(procs: &dyn ProcessSource) -> Vec<Dnsmasq> {
+/// Every dnsmasq of `procs`. A trusted one's files are read as the daemon itself could read
+/// them (`collect::files::read_for`: its own or root's files that its user may read, bounded);
+/// an untrusted one is listed with the reason and nothing of it is read.
+pub fn discover(procs: &dyn ProcessSource, policy: &super::trust::Policy) -> Vec<Dnsmasq> {
     procs
         .find("dnsmasq")
         .into_iter()
         .map(|p| {
-            let read = |f: &str| std::fs::read_to_string(p.path(f)).ok();
-            let list = |d: &str| read_hosts_path(&p.path(d));
-            from_process(p, &read, &list)
+            let uid = match super::trust::judge(p, policy) {
+                Ok(()) => p.cred.as_ref().map(|c| c.uid).unwrap_or(0),
+                Err(why) => {
+                    // Its command line says which interfaces it claims; no file it names is read.
+                    let refuse = |_: &str| -> std::io::Result<String> {
+                        Err(std::io::ErrorKind::PermissionDenied.into())
+                    };
+                    let refuse_dir =
+                        |_: &str| -> HostFiles { Err(std::io::ErrorKind::PermissionDenied.into()) };
+                    let mut d = from_process(p, &refuse, &refuse_dir);
+                    d.read_errors.clear();
+                    d.hosts.clear();
+                    d.untrusted = Some(why);
+                    d.uid = p.cred.as_ref().map(|c| c.uid);
+                    return d;
+                }
+            };
+            let read = |f: &str| super::files::read_for(&p.path(f), uid, super::files::MAX_TEXT);
+            let list = |d: &str| read_hosts_path_for(&p.path(d), Some(uid));
+            let mut d = from_process(p, &read, &list);
+            d.uid = Some(uid);
+            d
         })
         .collect()
 }
 
 /// Read a hosts dir (every regular file, sorted) or a single hosts file.
 pub fn read_hosts_path(path: &Path) -> HostFiles {
+    read_hosts_path_for(path, None)
+}
+
+/// [`read_hosts_path`] on behalf of a daemon running as `uid` (`None`: a path the user gave):
+/// only what that daemon could read itself, every file bounded.
+fn read_hosts_path_for(path: &Path, uid: Option<u32>) -> HostFiles {
+    use super::files::{read_text, readable_by, MAX_TEXT};
+    let gate = |md: &std::fs::Metadata| -> std::io::Result<()> {
+        match uid {
+            Some(u) => readable_by(md, u).map_err(|why| {
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("{} not read: {why}", path.display()),
+                )
+            }),
+            None => Ok(()),
+        }
+    };
     let meta = std::fs::metadata(path)?;
-    if meta.is_file() {
-        let text = std::fs::read_to_string(path)?;
+    gate(&meta)?;
+    if !meta.is_dir() {
+        let text = read_text(path, MAX_TEXT)?;
         return Ok(vec![(path.to_string_lossy().into_owned(), text)]);
     }
     let mut out = Vec::new();
@@ -534,10 +595,13 @@ pub fn read_hosts_path(path: &Path) -> HostFiles {
         if name.starts_with('.') || name.ends_with('~') || name.starts_with('#') {
             continue;
         }
-        if !p.is_file() {
+        let Ok(md) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if !md.is_file() || gate(&md).is_err() {
             continue;
         }
-        if let Ok(text) = std::fs::read_to_string(&p) {
+        if let Ok(text) = read_text(&p, MAX_TEXT) {
             out.push((p.to_string_lossy().into_owned(), text));
         }
     }
@@ -651,6 +715,7 @@ mod tests {
             pid: 42,
             name: "dnsmasq".into(),
             args,
+            cred: None,
         };
         let files = |_d: &str| -> HostFiles {
             Ok(vec![(
@@ -658,7 +723,7 @@ mod tests {
                 "fa:16:3e:00:00:01,host-198-51-100-11,198.51.100.11\n".into(),
             )])
         };
-        let d = from_process(&p, &|_| None, &files);
+        let d = from_process(&p, &|_| Err(std::io::ErrorKind::NotFound.into()), &files);
         assert_eq!(
             d.hostsdirs,
             vec![PathBuf::from("/tmp/vmlab/hv1/dhcp-hosts")]
@@ -684,10 +749,12 @@ mod tests {
             pid: 1,
             name: "dnsmasq".into(),
             args,
+            cred: None,
         };
         let read = |f: &str| {
             (f == "/etc/x.conf")
                 .then(|| "interface=tap*\ndhcp-option-force=26,9000\n# c\n".to_string())
+                .ok_or_else(|| std::io::ErrorKind::NotFound.into())
         };
         let d = from_process(&p, &read, &|_| Ok(vec![]));
         assert_eq!(d.interfaces, vec!["tap*"]);
@@ -705,6 +772,7 @@ mod tests {
             pid: 1,
             name: "dnsmasq".into(),
             args,
+            cred: None,
         };
         let list = |d: &str| -> HostFiles {
             match d {
@@ -719,7 +787,7 @@ mod tests {
                 _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
             }
         };
-        let d = from_process(&p, &|_| None, &list);
+        let d = from_process(&p, &|_| Err(std::io::ErrorKind::NotFound.into()), &list);
         assert!(
             d.options
                 .iter()
@@ -760,6 +828,7 @@ mod tests {
             pid: 4242,
             name: "dnsmasq".into(),
             args,
+            cred: None,
         };
         let dir = "/tmp/nagents/lab/hosts/net1/state/dhcp/172d54ab-a93e-421f-9f47-22e68c645050";
         let list = |path: &str| -> HostFiles {
@@ -769,7 +838,7 @@ mod tests {
                 _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
             }
         };
-        let d = from_process(&p, &|_| None, &list);
+        let d = from_process(&p, &|_| Err(std::io::ErrorKind::NotFound.into()), &list);
         assert!(d.read_errors.is_empty(), "{:?}", d.read_errors);
         assert_eq!(d.hostsfiles.len(), 1);
         assert_eq!(d.hosts.len(), 4, "{:?}", d.hosts);

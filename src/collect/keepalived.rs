@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::procs::{self, Process};
+use super::{files, trust};
 
 use crate::error::Error;
 
@@ -209,7 +210,7 @@ pub fn parse_state(text: &str) -> Option<String> {
 }
 
 /// A running keepalived (the parent process) and where it runs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Keepalived {
     pub pid: u32,
     /// Its `-f` config, as readable from here.
@@ -219,6 +220,16 @@ pub struct Keepalived {
     /// Inode of its network namespace.
     #[serde(skip)]
     pub netns_inode: u64,
+    /// Its effective uid.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Why it is not trusted (`collect::trust`): its config path is not used, it is not
+    /// signalled and its dump is not read.
+    #[serde(default)]
+    pub untrusted: Option<String>,
+    /// Its executable as `/proc/PID/exe` names it.
+    #[serde(default)]
+    pub exe: Option<String>,
 }
 
 impl Keepalived {
@@ -245,7 +256,7 @@ fn parent_pid(pid: u32) -> Option<u32> {
 
 /// Every running keepalived parent process on this host (all namespaces), with its config and
 /// VRRP child. Processes that vanish while being read are skipped.
-pub fn discover() -> Vec<Keepalived> {
+pub fn discover(policy: &trust::Policy) -> Vec<Keepalived> {
     let Ok(all) = procs::ProcTable::scan_in(Path::new("/proc"), None) else {
         return Vec::new();
     };
@@ -264,12 +275,16 @@ pub fn discover() -> Vec<Keepalived> {
         let netns_inode = std::fs::metadata(format!("/proc/{}/ns/net", p.pid))
             .map(|m| m.ino())
             .unwrap_or(0);
-        let conf = p
-            .opt("--use-file", Some("-f"))
-            .map(|c| p.path(c))
-            .or_else(|| Some(p.path("/etc/keepalived/keepalived.conf")));
+        let untrusted = trust::judge(p, policy).err();
+        // An untrusted process names no path vmpath reads.
+        let conf = untrusted.is_none().then(|| {
+            p.opt("--use-file", Some("-f"))
+                .map(|c| p.path(c))
+                .unwrap_or_else(|| p.path("/etc/keepalived/keepalived.conf"))
+        });
         let from_file = p
             .opt("--vrrp_pid", Some("-r"))
+            .filter(|_| untrusted.is_none())
             .and_then(|f| procs::read_pid_file(&p.path(f)))
             .filter(|pid| procs::pid_alive(*pid) && parent_pid(*pid) == Some(p.pid));
         let child = ka
@@ -281,6 +296,9 @@ pub fn discover() -> Vec<Keepalived> {
             conf,
             vrrp_pid: from_file.or(child),
             netns_inode,
+            uid: p.cred.as_ref().map(|c| c.uid),
+            untrusted,
+            exe: p.cred.as_ref().and_then(|c| c.exe.clone()),
         });
     }
     out.sort_by_key(|k| k.pid);
@@ -375,13 +393,13 @@ pub fn dump_dir(k: &Keepalived) -> PathBuf {
     let from_conf = k
         .conf
         .as_ref()
-        .and_then(|c| std::fs::read_to_string(c).ok())
+        .and_then(|c| files::read_for(c, k.uid.unwrap_or(0), files::MAX_TEXT).ok())
         .and_then(|t| conf_tmp_dir(&t));
     let from_env = || {
-        let env = std::fs::read(format!("/proc/{}/environ", k.pid)).ok()?;
-        env.split(|b| *b == 0).find_map(|kv| {
-            let v = kv.strip_prefix(b"TMPDIR=")?;
-            (!v.is_empty()).then(|| String::from_utf8_lossy(v).into_owned())
+        let env = files::read_text(Path::new(&format!("/proc/{}/environ", k.pid)), 1 << 20).ok()?;
+        env.split('\0').find_map(|kv| {
+            let v = kv.strip_prefix("TMPDIR=")?;
+            (!v.is_empty()).then(|| v.to_string())
         })
     };
     let dir = from_conf
@@ -390,31 +408,64 @@ pub fn dump_dir(k: &Keepalived) -> PathBuf {
     PathBuf::from(format!("/proc/{}/root", k.pid)).join(dir.trim_start_matches('/'))
 }
 
-/// The signal number that makes this keepalived write its JSON dump, from its own binary
-/// (`keepalived --signum=JSON`: the number differs between builds; a build without JSON
-/// support refuses).
-pub fn json_signal(pid: u32, timeout: Duration) -> Result<i32, Error> {
-    let exe = format!("/proc/{pid}/exe");
-    let mut last = String::new();
-    for bin in [exe.as_str(), "keepalived"] {
-        match crate::collect::child::run(&[bin.to_string(), "--signum=JSON".into()], &[], timeout) {
-            Ok(r) if r.status.success() => {
-                let text = String::from_utf8_lossy(&r.stdout);
-                if let Ok(n) = text.trim().parse::<i32>() {
-                    return Ok(n);
-                }
-                last = format!("`{bin} --signum=JSON` printed {:?}", text.trim());
+/// The signal number that makes keepalived write its JSON dump, from this host's own keepalived
+/// binary (`keepalived --signum=JSON`: the number differs between builds; a build without JSON
+/// support refuses). vmpath never runs the binary a process names (`/proc/PID/exe`): only
+/// the system's, found by path and checked ([`trust::system_binary`]).
+pub fn json_signal(timeout: Duration) -> Result<(PathBuf, i32), Error> {
+    let Some(bin) = trust::system_binary("keepalived") else {
+        return Err(Error::unknown(
+            "no keepalived binary in PATH or the sbin directories that is root-owned and closed \
+             to writes by others: its dump signal cannot be learned (vmpath runs only the \
+             system's own keepalived, never the one a process names)",
+        ));
+    };
+    let shown = bin.display().to_string();
+    match crate::collect::child::run(&[shown.clone(), "--signum=JSON".into()], &[], timeout) {
+        Ok(r) if r.status.success() => {
+            let text = String::from_utf8_lossy(&r.stdout);
+            match text.trim().parse::<i32>() {
+                Ok(n) if (1..=64).contains(&n) => Ok((bin, n)),
+                _ => Err(Error::unknown(format!(
+                    "`{shown} --signum=JSON` printed {:?}, not a signal number",
+                    text.trim()
+                ))),
             }
-            Ok(r) => {
-                last = format!(
-                    "`{bin} --signum=JSON` refused ({}): keepalived built without JSON support",
-                    String::from_utf8_lossy(&r.stderr).trim()
-                )
-            }
-            Err(e) => last = e.to_string(),
         }
+        Ok(r) => Err(Error::unknown(format!(
+            "`{shown} --signum=JSON` refused ({}): keepalived built without JSON support",
+            String::from_utf8_lossy(&r.stderr).trim()
+        ))),
+        Err(e) => Err(e),
     }
-    Err(Error::Unknown(last))
+}
+
+/// May `k` be sent the signal `bin` names: it is trusted and runs that very binary (the same
+/// file, or the file an upgrade put at its path)? A signal its build does not handle would
+/// kill it.
+pub fn runs_binary(k: &Keepalived, bin: &Path) -> Result<(), Error> {
+    if let Some(why) = &k.untrusted {
+        return Err(Error::unknown(format!("not signalled: {why}")));
+    }
+    let same_file = match (
+        std::fs::metadata(format!("/proc/{}/exe", k.pid)),
+        std::fs::metadata(bin),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    let exe = k.exe.as_deref().unwrap_or("?");
+    let upgraded = exe.strip_suffix(" (deleted)") == Some(&*bin.to_string_lossy());
+    if same_file || upgraded {
+        Ok(())
+    } else {
+        Err(Error::unknown(format!(
+            "not signalled: keepalived pid {} runs {exe}, not this host's {} (its dump signal \
+             is known only for the system's own binary)",
+            k.pid,
+            bin.display()
+        )))
+    }
 }
 
 /// Ask one keepalived for its own view: send it the JSON signal and read the dump it writes,
@@ -435,7 +486,9 @@ pub fn ask(
             .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
     };
     let before = stamp(&path);
-    let old = std::fs::read_to_string(&path).ok();
+    let uid = k.uid.unwrap_or(0);
+    let read = |p: &Path| files::read_for(p, uid, files::MAX_TEXT);
+    let old = read(&path).ok();
     let pid =
         libc::pid_t::try_from(k.pid).map_err(|_| Error::unknown(format!("bad pid {}", k.pid)))?;
     // SAFETY: kill(2) with a pid and a signal number; no memory is involved. (libc, not nix:
@@ -451,7 +504,7 @@ pub fn ask(
     loop {
         let now = stamp(&path);
         if now.is_some() {
-            match std::fs::read_to_string(&path) {
+            match read(&path) {
                 // Fresh: the file changed since the signal (or its content did, within one tick).
                 Ok(t) if now != before || Some(&t) != old.as_ref() => match parse_json(&t) {
                     Ok(v) if interface.is_none_or(|i| v.iter().any(|r| r.interface == i)) => {
@@ -556,14 +609,17 @@ pub fn state_path_of(text: &str) -> Option<String> {
 
 /// Neutron processes that name an ha_confs directory, with the inode of the network namespace
 /// each runs in: (inode, directory, how found).
-pub fn discover_neutron() -> Vec<(u64, PathBuf, String)> {
+/// Only trusted processes count (`collect::trust`), and only files their user could read.
+pub fn discover_neutron(policy: &trust::Policy) -> Vec<(u64, PathBuf, String)> {
     let Ok(all) = procs::ProcTable::scan_in(Path::new("/proc"), None) else {
         return Vec::new();
     };
     all.procs
         .iter()
+        .filter(|p| trust::judge(p, policy).is_ok())
         .filter_map(|p| {
-            let read = |f: &str| std::fs::read_to_string(p.path(f)).ok();
+            let uid = p.cred.as_ref().map_or(0, |c| c.uid);
+            let read = |f: &str| files::read_for(&p.path(f), uid, files::MAX_TEXT).ok();
             let (dir, how) = neutron_ha_confs(&p.args, &read)?;
             let ino = std::fs::metadata(format!("/proc/{}/ns/net", p.pid))
                 .map(|m| m.ino())

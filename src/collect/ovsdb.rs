@@ -216,25 +216,53 @@ pub fn query(sock: &Path, timeout: Duration) -> Result<Vec<OvsPort>> {
     }
 }
 
-/// The unix sockets of running ovsdb-servers (`--remote=punix:PATH`), as reachable from here,
-/// else the default `/run/openvswitch/db.sock` when it exists.
-pub fn discover() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(t) = super::procs::ProcTable::scan_in(Path::new("/proc"), None) {
+/// One OVSDB to ask: its socket, and why not to when the server is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub socket: PathBuf,
+    pub untrusted: Option<String>,
+}
+
+/// The unix sockets of the ovsdb-servers of this network namespace (`--remote=punix:PATH`, as
+/// reachable from here), else the default `/run/openvswitch/db.sock` when it exists. A server
+/// is asked only when it is trusted (`collect::trust`) and its socket is its own or root's.
+pub fn discover(policy: &super::trust::Policy) -> Vec<Server> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<Server> = Vec::new();
+    if let Ok(t) = super::procs::ProcTable::scan() {
         for p in t.procs.iter().filter(|p| p.name == "ovsdb-server") {
+            let trusted = super::trust::judge(p, policy);
+            let uid = p.cred.as_ref().map_or(0, |c| c.uid);
             for a in &p.args {
-                if let Some(path) = a.strip_prefix("--remote=punix:") {
-                    let pb = p.path(path);
-                    if !out.contains(&pb) {
-                        out.push(pb);
-                    }
+                let Some(path) = a.strip_prefix("--remote=punix:") else {
+                    continue;
+                };
+                let socket = p.path(path);
+                if out.iter().any(|s| s.socket == socket) {
+                    continue;
                 }
+                let untrusted = match &trusted {
+                    Err(why) => Some(why.clone()),
+                    Ok(()) => std::fs::metadata(&socket).ok().and_then(|md| {
+                        (md.uid() != 0 && md.uid() != uid).then(|| {
+                            format!(
+                                "{} belongs to uid {}, neither root nor ovsdb-server's uid {uid}",
+                                socket.display(),
+                                md.uid()
+                            )
+                        })
+                    }),
+                };
+                out.push(Server { socket, untrusted });
             }
         }
     }
     let default = PathBuf::from("/run/openvswitch/db.sock");
     if out.is_empty() && default.exists() {
-        out.push(default);
+        out.push(Server {
+            socket: default,
+            untrusted: None,
+        });
     }
     out
 }

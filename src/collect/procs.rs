@@ -15,6 +15,76 @@ pub struct Process {
     /// Base name of argv[0] (more reliable than `comm`, which is cut to 15 bytes).
     pub name: String,
     pub args: Vec<String>,
+    /// Owner and executable, read for the daemons vmpath takes sources from
+    /// ([`DAEMONS`]; see `collect::trust`).
+    #[serde(default)]
+    pub cred: Option<Cred>,
+}
+
+/// What `collect::trust` judges a process by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cred {
+    /// Effective uid.
+    pub uid: u32,
+    /// Permitted capability set (CapPrm).
+    pub cap_permitted: u64,
+    /// It runs in vmpath's own user namespace.
+    pub same_userns: bool,
+    /// Its executable (`/proc/PID/exe`), when it can be read.
+    pub exe: Option<String>,
+    /// The executable is a regular file owned by root, not writable by group or others.
+    pub exe_safe: bool,
+}
+
+/// The processes whose owner and executable are read during a scan: those vmpath may take
+/// paths, sockets or signals from.
+pub const DAEMONS: &[&str] = &[
+    "dnsmasq",
+    "bird",
+    "bird6",
+    "bgpd",
+    "zebra",
+    "keepalived",
+    "ovsdb-server",
+    "neutron-keepalived-state-change",
+    "neutron-l3-agent",
+];
+
+/// Read a process's owner and executable from `dir` (`/proc/PID`).
+pub fn read_cred(dir: &Path) -> Option<Cred> {
+    let status = super::files::read_text(&dir.join("status"), 1 << 16).ok()?;
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::trim)
+    };
+    let uid = field("Uid:")?.split_whitespace().nth(1)?.parse().ok()?;
+    let cap_permitted = u64::from_str_radix(field("CapPrm:")?, 16).ok()?;
+    let ns = |p: &Path| fs::metadata(p).ok().map(|m| m.ino());
+    let same_userns = ns(&dir.join("ns/user")).is_some()
+        && ns(&dir.join("ns/user")) == ns(Path::new("/proc/self/ns/user"));
+    let exe = fs::read_link(dir.join("exe"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned());
+    // The file itself through the magic link (right inside a container's mount namespace and
+    // after a package upgrade replaced it), its directory through the process's root.
+    let exe_safe = exe.as_deref().is_some_and(|e| {
+        let e = e.strip_suffix(" (deleted)").unwrap_or(e);
+        let parent = Path::new(e).parent().unwrap_or(Path::new("/"));
+        let parent_here = dir
+            .join("root")
+            .join(parent.strip_prefix("/").unwrap_or(parent));
+        super::trust::root_only(&dir.join("exe"), true)
+            && super::trust::root_only(&parent_here, false)
+    });
+    Some(Cred {
+        uid,
+        cap_permitted,
+        same_userns,
+        exe,
+        exe_safe,
+    })
 }
 
 impl Process {
@@ -149,10 +219,18 @@ impl ProcTable {
             };
             let args = parse_cmdline(&raw);
             let Some(arg0) = args.first() else { continue }; // kernel thread
+            let name = base_name(arg0);
+            // Interpreted daemons (Neutron's) name themselves in argv[1] or argv[2].
+            let daemon = args
+                .iter()
+                .take(3)
+                .any(|a| DAEMONS.contains(&base_name(a).as_str()));
+            let cred = daemon.then(|| read_cred(&dir)).flatten();
             procs.push(Process {
                 pid,
-                name: base_name(arg0),
+                name,
                 args,
+                cred,
             });
         }
         procs.sort_by_key(|p| p.pid);

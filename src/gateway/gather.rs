@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{select_router, Options, Select};
 use crate::check::router::{self, RouterFacts};
 use crate::collect::bgp::{self, Spoken};
+use crate::collect::files::MAX_TEXT;
 use crate::collect::keepalived::{self, Keepalived, Reported, VrrpInstance};
 use crate::collect::nsscan::{self, NsEntry, NsFacts};
 use crate::collect::ovsdb::OvsPort;
@@ -94,7 +95,7 @@ fn neutron_ha_confs() -> Option<PathBuf> {
     let from_conf = ["/etc/neutron/l3_agent.ini", "/etc/neutron/neutron.conf"]
         .iter()
         .find_map(|f| {
-            let text = std::fs::read_to_string(f).ok()?;
+            let text = crate::collect::files::read_text(Path::new(f), MAX_TEXT).ok()?;
             text.lines().find_map(|l| {
                 let (k, v) = l.split_once('=')?;
                 (k.trim() == "state_path").then(|| PathBuf::from(v.trim()))
@@ -108,7 +109,7 @@ fn neutron_ha_confs() -> Option<PathBuf> {
 
 /// Neutron's ha_confs directory from keepalived's configs.
 fn ha_confs_of(kas: &[Keepalived]) -> Option<PathBuf> {
-    kas.iter().find_map(|k| {
+    kas.iter().filter(|k| k.untrusted.is_none()).find_map(|k| {
         let c = k.conf.as_ref()?;
         keepalived::router_id_of(c)?;
         Some(c.parent()?.parent()?.to_path_buf())
@@ -165,7 +166,7 @@ pub fn gather(opts: &Options) -> Result<Facts> {
     // keepalived of THIS node: the ones running in one of its namespaces (other gateways'
     // processes are visible in /proc too when they share the kernel, as in a lab).
     let ours: HashSet<u64> = inode_of.values().copied().collect();
-    let kas: Vec<Keepalived> = keepalived::discover()
+    let kas: Vec<Keepalived> = keepalived::discover(&opts.trust)
         .into_iter()
         .filter(|k| ours.contains(&k.netns_inode))
         .collect();
@@ -173,7 +174,7 @@ pub fn gather(opts: &Options) -> Result<Facts> {
     // agent in this node's network namespace.
     let own_ns = crate::collect::procs::own_netns_inode();
     let from_neutron = || {
-        keepalived::discover_neutron()
+        keepalived::discover_neutron(&opts.trust)
             .into_iter()
             .find(|(ino, _, _)| ours.contains(ino) || Some(*ino) == own_ns)
             .map(|(_, d, _)| d)
@@ -210,7 +211,7 @@ pub fn gather(opts: &Options) -> Result<Facts> {
         all.sort();
         all.dedup();
         let procs = crate::collect::procs::ProcTable::scan().unwrap_or_default();
-        let speakers = bgp::discover(&procs, &opts.bgp_overrides);
+        let speakers = bgp::discover(&procs, &opts.bgp_overrides, &opts.trust);
         bgp::spawn_collect(speakers, &all, opts.timeout)
     });
     if opts.dump {
@@ -229,18 +230,25 @@ pub fn gather(opts: &Options) -> Result<Facts> {
     }
     let node = nsscan::read_here("host", opts.timeout);
     let bgp = bgp_running.map(bgp::join);
-    let socks = if opts.ovsdb.is_empty() {
-        crate::collect::ovsdb::discover()
+    let servers = if opts.ovsdb.is_empty() {
+        crate::collect::ovsdb::discover(&opts.trust)
     } else {
-        opts.ovsdb.clone()
+        opts.ovsdb
+            .iter()
+            .map(|s| crate::collect::ovsdb::Server {
+                socket: s.clone(),
+                untrusted: None,
+            })
+            .collect()
     };
-    let ovsdb = socks
+    let ovsdb = servers
         .iter()
         .map(|s| {
-            (
-                s.display().to_string(),
-                crate::collect::ovsdb::query(s, opts.timeout),
-            )
+            let answer = match &s.untrusted {
+                Some(why) => Err(Error::unknown(format!("not asked: {why}"))),
+                None => crate::collect::ovsdb::query(&s.socket, opts.timeout),
+            };
+            (s.socket.display().to_string(), answer)
         })
         .collect();
     Ok(Facts {
@@ -269,8 +277,10 @@ fn read_router(
         .as_ref()
         .and_then(|k| k.conf.clone())
         .or_else(|| ha_confs.map(|d| d.join(&id).join("keepalived.conf")));
+    // A config a keepalived names is read as that keepalived could read it.
+    let uid = ka.as_ref().and_then(|k| k.uid).unwrap_or(0);
     let instances: Result<Vec<VrrpInstance>> = match &conf_path {
-        Some(p) => std::fs::read_to_string(p)
+        Some(p) => crate::collect::files::read_for(p, uid, MAX_TEXT)
             .map_err(|e| Error::unknown(format!("{}: {e}", p.display())))
             .and_then(|t| keepalived::parse_conf(&t).map_err(|e| e.context(p.display()))),
         None => Err(Error::unknown(
@@ -283,7 +293,7 @@ fn read_router(
             .and_then(|c| c.parent().map(|p| p.join("state")))
     });
     let state_file = match &state_path {
-        Some(p) => std::fs::read_to_string(p)
+        Some(p) => crate::collect::files::read_text(p, 1 << 16)
             .map_err(|e| Error::unknown(format!("unreadable: {e}")))
             .and_then(|t| keepalived::parse_state(&t).ok_or_else(|| Error::unknown("empty"))),
         None => Err(Error::unknown("no ha_confs directory")),
@@ -307,16 +317,20 @@ fn read_router(
 /// tmp dir write the same dump file), within one overall budget.
 fn ask_keepalived(routers: &mut [RouterRead], budget: Duration) {
     let deadline = Instant::now() + budget.max(Duration::from_secs(1));
-    let mut signals: HashMap<PathBuf, Result<i32>> = HashMap::new();
+    // One signal number, from the system's own binary, asked once and only when needed.
+    let mut signal: Option<Result<(PathBuf, i32)>> = None;
     for r in routers.iter_mut() {
         let Some(k) = r.keepalived.as_ref().filter(|k| k.vrrp_pid.is_some()) else {
             continue;
         };
-        let exe = std::fs::read_link(format!("/proc/{}/exe", k.pid)).unwrap_or_default();
-        let sig = signals
-            .entry(exe)
-            .or_insert_with(|| keepalived::json_signal(k.pid, Duration::from_secs(2)))
-            .clone();
+        if let Some(why) = &k.untrusted {
+            r.reported = Some(Err(Error::unknown(format!("not asked: {why}"))));
+            continue;
+        }
+        let sig = signal
+            .get_or_insert_with(|| keepalived::json_signal(Duration::from_secs(2)))
+            .clone()
+            .and_then(|(bin, n)| keepalived::runs_binary(k, &bin).map(|()| n));
         let iface = r
             .instances
             .as_ref()

@@ -42,6 +42,8 @@ pub struct Options {
     pub bgp_overrides: crate::collect::bgp::Overrides,
     /// The node must run a BGP speaker (config `expect = ["bgp"]`).
     pub expect_bgp: bool,
+    /// Which daemons are trusted as sources of paths, sockets and signals.
+    pub trust: crate::collect::trust::Policy,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +103,7 @@ impl Options {
             bgp: true,
             bgp_overrides: crate::collect::bgp::Overrides::default(),
             expect_bgp: false,
+            trust: crate::collect::trust::Policy::default(),
         }
     }
 }

@@ -213,11 +213,13 @@ impl Action {
         }
     }
 
-    /// The `ip`/`sysctl`/shell command a person would type for the same change.
+    /// The `ip`/`sysctl`/shell command a person would type for the same change. Every name
+    /// and file content is shell-quoted: pasted into a POSIX shell, it does what vmpath did and
+    /// nothing else.
     pub fn equivalent(&self) -> String {
         match self {
             Action::CreateTap { tap, owner, group } => {
-                let mut s = format!("ip tuntap add dev {tap} mode tap");
+                let mut s = format!("ip tuntap add dev {} mode tap", sh(tap));
                 if let Some(u) = owner {
                     s.push_str(&format!(" user {u}"));
                 }
@@ -226,46 +228,62 @@ impl Action {
                 }
                 s
             }
-            Action::DeleteLink { tap } => format!("ip link del {tap}"),
-            Action::SetMac { tap, mac } => format!("ip link set {tap} address {mac}"),
-            Action::SetMtu { tap, mtu } => format!("ip link set {tap} mtu {mtu}"),
-            Action::SetUp { tap } => format!("ip link set {tap} up"),
-            Action::SetDown { tap } => format!("ip link set {tap} down"),
+            Action::DeleteLink { tap } => format!("ip link del {}", sh(tap)),
+            Action::SetMac { tap, mac } => format!("ip link set {} address {}", sh(tap), sh(mac)),
+            Action::SetMtu { tap, mtu } => format!("ip link set {} mtu {mtu}", sh(tap)),
+            Action::SetUp { tap } => format!("ip link set {} up", sh(tap)),
+            Action::SetDown { tap } => format!("ip link set {} down", sh(tap)),
             Action::AddAddr { tap, addr } => format!(
-                "ip addr add {}/{}{} dev {tap}{}",
+                "ip addr add {}/{}{} dev {}{}",
                 addr.addr,
                 addr.prefix_len,
                 addr.broadcast
                     .map(|b| format!(" brd {b}"))
                     .unwrap_or_default(),
+                sh(tap),
                 addr.flag_words()
             ),
             Action::DelAddr { tap, addr } => {
-                format!("ip addr del {}/{} dev {tap}", addr.addr, addr.prefix_len)
+                format!(
+                    "ip addr del {}/{} dev {}",
+                    addr.addr,
+                    addr.prefix_len,
+                    sh(tap)
+                )
             }
             Action::Sysctl { path, value } => {
-                format!("sysctl -w net.{}={value}", path.replace('/', "."))
+                format!(
+                    "sysctl -w {}={}",
+                    sh(&format!("net.{}", path.replace('/', "."))),
+                    sh(value)
+                )
             }
-            Action::AddRoute { route } => format!("{} add {}", ip_route(route), route.describe()),
-            Action::DelRoute { route } => format!("{} del {}", ip_route(route), route.describe()),
+            Action::AddRoute { route } => {
+                format!("{} add {}", ip_route(route), quoted_route(route))
+            }
+            Action::DelRoute { route } => {
+                format!("{} del {}", ip_route(route), quoted_route(route))
+            }
             Action::WriteFile { file } => {
                 let name = file
                     .path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let tmp = file.path.with_file_name(format!(".{name}.tmp"));
+                let tmp = sh(&file
+                    .path
+                    .with_file_name(format!(".{name}.tmp"))
+                    .to_string_lossy());
                 format!(
-                    "printf '%s' '{}' > {tmp} && chown {}:{} {tmp} && chmod {:o} {tmp} && mv {tmp} {}",
-                    file.content.trim_end().replace('\n', "\\n"),
+                    "{} > {tmp} && chown {}:{} {tmp} && chmod {:o} {tmp} && mv {tmp} {}",
+                    printf_content(&file.content),
                     file.uid,
                     file.gid,
                     file.mode,
-                    file.path.display(),
-                    tmp = tmp.display(),
+                    sh(&file.path.to_string_lossy()),
                 )
             }
-            Action::RemoveFile { path } => format!("rm {}", path.display()),
+            Action::RemoveFile { path } => format!("rm {}", sh(&path.to_string_lossy())),
             Action::ReloadDnsmasq { pid } => format!("kill -HUP {pid}"),
         }
     }
@@ -287,6 +305,40 @@ impl Action {
                 None
             }
         }
+    }
+}
+
+/// `word` as one POSIX shell word: as it is when it holds only characters no shell treats
+/// specially, else single-quoted (a `'` inside written as `'\''`).
+pub fn sh(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The command that prints exactly `content`: `printf '%s\n'` with one quoted word per line
+/// (every line of a host file ends in a newline), else `printf '%s'` with the whole.
+fn printf_content(content: &str) -> String {
+    match content.strip_suffix('\n') {
+        Some(body) => {
+            let words: Vec<String> = body.split('\n').map(sh).collect();
+            format!("printf '%s\\n' {}", words.join(" "))
+        }
+        None if content.is_empty() => "printf ''".to_string(),
+        None => format!("printf '%s' {}", sh(content)),
+    }
+}
+
+/// A route's `ip route` words, the device name quoted.
+fn quoted_route(r: &RouteSpec) -> String {
+    match &r.dev {
+        Some(d) => r
+            .describe()
+            .replacen(&format!(" dev {d}"), &format!(" dev {}", sh(d)), 1),
+        None => r.describe(),
     }
 }
 
@@ -362,5 +414,52 @@ mod tests {
             .interface(),
             Some("tapA")
         );
+    }
+
+    /// Issue 12 item 6: the printed equivalent of write-dhcp-host, pasted into a shell,
+    /// recreates the file byte for byte and runs nothing the file holds.
+    #[test]
+    fn a_pasted_write_recreates_the_file_and_runs_nothing() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("vmpath-paste-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let canary = dir.join("ran");
+        let content = format!(
+            "fa:16:3e:00:00:01,host-$(touch {c}),198.51.100.11\n`touch {c}` it's \\n %s \"q\"\n\n",
+            c = canary.display()
+        );
+        let md = std::fs::metadata(&dir).expect("md");
+        let target = dir.join("port with space");
+        let a = Action::WriteFile {
+            file: FileSpec {
+                path: target.clone(),
+                content: content.clone(),
+                uid: md.uid(),
+                gid: md.gid(),
+                mode: 0o640,
+            },
+        };
+        let cmd = a.equivalent();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{cmd}: {out:?}");
+        assert_eq!(
+            std::fs::read_to_string(&target).expect("written"),
+            content,
+            "{cmd}"
+        );
+        assert_eq!(
+            std::fs::metadata(&target).expect("md").mode() & 0o777,
+            0o640
+        );
+        assert!(!canary.exists(), "pasting ran the file's content: {cmd}");
+        assert_eq!(sh("tap'x"), r"'tap'\''x'");
+        assert_eq!(sh("tapA"), "tapA");
+        assert_eq!(sh(""), "''");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

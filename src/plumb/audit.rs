@@ -1,9 +1,10 @@
 //! The audit log: one JSON line per applied run (who, when, what target, the plan, the outcome),
 //! appended to a file that is opened before anything changes.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
+
+use crate::collect::files::Existing;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -91,11 +92,8 @@ impl AuditLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| fail("create the directory of the", e))?;
         }
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(path)
+        // Not through a symlink, and only a regular file.
+        let file = crate::collect::files::open_private(path, 0o640, Existing::Append)
             .map_err(|e| fail("open the", e))?;
         Ok(AuditLog {
             file,

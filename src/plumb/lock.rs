@@ -1,9 +1,10 @@
 //! One `plumb --apply` per host at a time: an exclusive `flock` on a lock file that holds the
 //! holder's pid and start time, so that a second run can say who holds it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
+
+use crate::collect::files::Existing;
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -59,13 +60,8 @@ pub fn acquire(path: &Path, now: &str) -> Result<PlumbLock, LockError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io("create the directory of the", e))?;
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(path)
+    // Not through a symlink, only a regular file, and emptied only once locked.
+    let file = crate::collect::files::open_private(path, 0o600, Existing::Keep)
         .map_err(|e| io("open the", e))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(mut f) => {

@@ -176,14 +176,32 @@ struct AuditRecord<'a> {
 }
 
 /// The port's DHCP records and where a new host file goes.
-fn dhcp_state(st: &Walked, dir_override: Option<&Path>) -> Result<DhcpState> {
+/// Host files are written only for a trusted dnsmasq, into a directory that only root, the
+/// daemon's account or a trusted account may change (`collect::trust`, README "Security").
+fn dhcp_state(
+    st: &Walked,
+    dir_override: Option<&Path>,
+    policy: &crate::collect::trust::Policy,
+) -> Result<DhcpState> {
     let id = &st.port.id;
     let dnsmasq = &st.facts.dnsmasq;
-    let serving = dnsmasq
+    let mut running: Vec<&crate::collect::dnsmasq::Dnsmasq> =
+        dnsmasq.iter().filter(|d| d.pid.is_some()).collect();
+    running.sort_by_key(|d| d.untrusted.is_some());
+    let serving = running
         .iter()
-        .filter(|d| d.pid.is_some())
+        .copied()
         .find(|d| d.serves_interface(&id.tap))
-        .or_else(|| dnsmasq.iter().find(|d| d.pid.is_some()));
+        .or_else(|| running.first().copied());
+    let mut refused = serving
+        .and_then(|d| d.untrusted.as_ref().map(|w| (d, w)))
+        .map(|(d, why)| {
+            format!(
+                "{} is not trusted ({why}): vmpath neither writes a host file for it nor signals it",
+                d.origin
+            )
+        });
+    let serving = serving.filter(|d| d.untrusted.is_none());
     let mac = st.port.desired.mac.as_ref().map(|m| m.value.as_str());
     let entries: Vec<HostEntry> = dnsmasq
         .iter()
@@ -194,6 +212,12 @@ fn dhcp_state(st: &Walked, dir_override: Option<&Path>) -> Result<DhcpState> {
     let hostsdir = dir_override
         .map(Path::to_path_buf)
         .or_else(|| serving.and_then(|d| d.hostsdirs.first().cloned()));
+    if let Some(dir) = &hostsdir {
+        let uid = serving.and_then(|d| d.uid).unwrap_or(0);
+        if let Err(why) = crate::collect::trust::writable_dir(dir, uid, policy) {
+            refused.get_or_insert(why);
+        }
+    }
     // The per-port file: the entry's own file when it is named by the port UUID, else the file a
     // new entry would go to.
     let per_port = |p: &Path| {
@@ -235,6 +259,7 @@ fn dhcp_state(st: &Walked, dir_override: Option<&Path>) -> Result<DhcpState> {
         hostsdir,
         new_owner,
         pid: serving.and_then(|d| d.pid),
+        refused,
     })
 }
 
@@ -339,7 +364,12 @@ pub fn run(opts: &PlumbOptions) -> Result<PlumbReport> {
     let tap = host.tap_state(&st.facts.net, &id.tap).map_err(unknown)?;
     let sysctl = crate::collect::sysctl::TapSysctls::of(&id.tap);
     let sysctl_default = crate::collect::sysctl::TapSysctls::defaults();
-    let dhcp = dhcp_state(&st, opts.walk.sources.dhcp_hostsdir.as_deref()).map_err(unknown)?;
+    let dhcp = dhcp_state(
+        &st,
+        opts.walk.sources.dhcp_hostsdir.as_deref(),
+        &opts.walk.sources.trust,
+    )
+    .map_err(unknown)?;
     let flags = PlanFlags {
         prune: opts.prune,
         tap_owner: opts.tap_owner,

@@ -43,6 +43,8 @@ pub struct DhcpState {
     pub new_owner: (u32, u32, u32),
     /// The serving dnsmasq's pid.
     pub pid: Option<u32>,
+    /// Why no host file may be written (an untrusted dnsmasq, a hosts dir others may change).
+    pub refused: Option<String>,
 }
 
 /// Everything the planner looks at.
@@ -648,6 +650,14 @@ fn plan_dhcp(inp: &PlanInput, p: &mut Plan) {
             return;
         }
     }
+    if let Some(why) = &d.refused {
+        return block(
+            p,
+            why.clone(),
+            "write the host entry by hand once the DHCP server and its hosts dir are confirmed \
+             (README \"Security\"), or add the daemon's account to trusted_accounts",
+        );
+    }
     let Some(dir) = &d.hostsdir else {
         return block(
             p,
@@ -910,6 +920,7 @@ mod tests {
             hostsdir: Some(PathBuf::from("/h")),
             new_owner: (0, 0, 0o644),
             pid: Some(42),
+            refused: None,
         }
     }
 

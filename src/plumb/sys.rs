@@ -365,16 +365,28 @@ fn route_spec(m: &RouteMessage, names: &[(u32, String)]) -> Option<RouteSpec> {
 }
 
 /// A file's content, owner and mode; `None` when it does not exist.
+/// A symlink or anything but a regular file is refused: vmpath replaces only what it could
+/// have written.
 pub fn read_file_spec(path: &Path) -> Result<Option<FileSpec>, Error> {
-    match std::fs::metadata(path) {
+    match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::unknown(format!(
             "cannot stat {}: {e}",
             path.display()
         ))),
+        Ok(md) if !md.file_type().is_file() => Err(Error::unknown(format!(
+            "{} is {}, not a regular file: vmpath does not replace it",
+            path.display(),
+            if md.file_type().is_symlink() {
+                "a symlink"
+            } else {
+                "a special file"
+            }
+        ))),
         Ok(md) => {
-            let content = std::fs::read_to_string(path)
-                .map_err(|e| Error::unknown(format!("cannot read {}: {e}", path.display())))?;
+            let content =
+                crate::collect::files::read_text(path, crate::collect::files::MAX_TEXT)
+                    .map_err(|e| Error::unknown(format!("cannot read {}: {e}", path.display())))?;
             Ok(Some(FileSpec {
                 path: path.to_path_buf(),
                 content,

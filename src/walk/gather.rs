@@ -34,6 +34,8 @@ pub struct Sources {
     pub bird_socket: Option<PathBuf>,
     pub frr_dir: Option<PathBuf>,
     pub dhcp_hostsdir: Option<PathBuf>,
+    /// Which daemons are trusted as sources of paths and sockets.
+    pub trust: crate::collect::trust::Policy,
 }
 
 /// One port as the walk judges it: which port, and what its host state should be.
@@ -190,7 +192,7 @@ pub fn start(sources: &Sources, timeout: Duration) -> Result<Gathering> {
         })?
         .map_err(|e| Error::unknown(format!("cannot scan /proc: {e} — is /proc mounted?")))?;
     timer.mark("process scan");
-    let mut dnsmasq = dnsmasq::discover(&procs);
+    let mut dnsmasq = dnsmasq::discover(&procs, &sources.trust);
     if let Some(dir) = &sources.dhcp_hostsdir {
         // A dir no running dnsmasq reads is a source of its own (no process behind it).
         if !dnsmasq.iter().any(|d| d.hostsdirs.contains(dir)) {
@@ -244,6 +246,7 @@ impl Gathering {
                 bird_socket: sources.bird_socket.clone(),
                 frr_dir: sources.frr_dir.clone(),
             },
+            &sources.trust,
         );
         let bgp_threads = bgp::spawn_collect(speakers, &prefixes, timeout);
         let ips: BTreeSet<IpAddr> = ports.iter().flat_map(|p| p.desired.ip_list()).collect();

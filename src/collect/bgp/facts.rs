@@ -40,6 +40,12 @@ pub struct Speaker {
     pub endpoint: Endpoint,
     /// How it was found: `bird pid 812 -s /run/bird/hv1.ctl`, `--bird-socket flag`.
     pub origin: String,
+    /// The daemon's uid, when found from a process: its sockets must be its own or root's.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Why the process is not trusted as a source (`collect::trust`): it is not asked.
+    #[serde(default)]
+    pub untrusted: Option<String>,
 }
 
 impl Speaker {
@@ -208,6 +214,8 @@ pub enum BgpErrorKind {
     Command,
     /// Other I/O failure.
     Io,
+    /// The daemon (or its socket) is not trusted as a source.
+    Untrusted,
 }
 
 /// A failure to collect facts: what failed, why, and what to do.

@@ -23,7 +23,11 @@ use crate::collect::procs::{Process, ProcessSource};
 
 /// Find the BGP speakers of this network namespace (`procs` must be limited to it, as
 /// `ProcTable::scan()` is). An override replaces discovery for its daemon.
-pub fn discover(procs: &dyn ProcessSource, ov: &Overrides) -> Vec<Speaker> {
+pub fn discover(
+    procs: &dyn ProcessSource,
+    ov: &Overrides,
+    policy: &crate::collect::trust::Policy,
+) -> Vec<Speaker> {
     let mut out: Vec<Speaker> = Vec::new();
     let mut push = |s: Speaker| {
         if !out.iter().any(|o| o.endpoint == s.endpoint) {
@@ -37,11 +41,13 @@ pub fn discover(procs: &dyn ProcessSource, ov: &Overrides) -> Vec<Speaker> {
             pid: None,
             endpoint: Endpoint::BirdSocket(sock.clone()),
             origin: "--bird-socket flag".to_string(),
+            uid: None,
+            untrusted: None,
         });
     } else {
         for name in ["bird", "bird6"] {
             for p in procs.find(name) {
-                push(bird_from_process(p));
+                push(vetted(bird_from_process(p), p, policy));
             }
         }
     }
@@ -52,13 +58,22 @@ pub fn discover(procs: &dyn ProcessSource, ov: &Overrides) -> Vec<Speaker> {
             pid: None,
             endpoint: frr_endpoint(dir, None),
             origin: "--frr-dir flag".to_string(),
+            uid: None,
+            untrusted: None,
         });
     } else {
         for p in procs.find("bgpd") {
-            push(frr_from_process(p));
+            push(vetted(frr_from_process(p), p, policy));
         }
     }
     out
+}
+
+/// A speaker found from process `p`, with its owner and whether `p` is trusted.
+fn vetted(mut s: Speaker, p: &Process, policy: &crate::collect::trust::Policy) -> Speaker {
+    s.uid = p.cred.as_ref().map(|c| c.uid);
+    s.untrusted = crate::collect::trust::judge(p, policy).err();
+    s
 }
 
 fn bird_from_process(p: &Process) -> Speaker {
@@ -81,6 +96,8 @@ fn bird_from_process(p: &Process) -> Speaker {
         pid: Some(p.pid),
         endpoint: Endpoint::BirdSocket(path),
         origin: format!("{} pid {} {how}", p.name, p.pid),
+        uid: None,
+        untrusted: None,
     }
 }
 
@@ -115,6 +132,8 @@ fn frr_from_process(p: &Process) -> Speaker {
         pid: Some(p.pid),
         endpoint: frr_endpoint(&dir, ns),
         origin: format!("bgpd pid {} {how} ({})", p.pid, dir.display()),
+        uid: None,
+        untrusted: None,
     }
 }
 
@@ -133,6 +152,17 @@ pub fn collect(
     prefixes: &[(IpAddr, u8)],
     timeout: Duration,
 ) -> Result<BgpFacts, BgpError> {
+    if let Some(why) = &speaker.untrusted {
+        return Err(BgpError::new(
+            BgpErrorKind::Untrusted,
+            speaker.describe(),
+            format!("not trusted as a source: {why}"),
+            "if it is this host's routing daemon, add its account to trusted_accounts in /etc/vmpath/config.toml",
+        ));
+    }
+    if let Some(uid) = speaker.uid {
+        socket_owned_by(&speaker.endpoint, uid)?;
+    }
     let deadline = Deadline::after(timeout);
     let prefixes: Vec<String> = prefixes
         .iter()
@@ -148,6 +178,32 @@ pub fn collect(
     };
     facts.control = speaker.control_command();
     Ok(facts)
+}
+
+/// A daemon's control socket must be its own or root's: otherwise anyone could stand in for it.
+fn socket_owned_by(ep: &Endpoint, uid: u32) -> Result<(), BgpError> {
+    use std::os::unix::fs::MetadataExt;
+    let paths: Vec<&Path> = match ep {
+        Endpoint::BirdSocket(p) => vec![p.as_path()],
+        Endpoint::FrrVty { bgpd, zebra, .. } => vec![bgpd.as_path(), zebra.as_path()],
+    };
+    for p in paths {
+        // A missing socket is reported when connecting.
+        if let Ok(md) = std::fs::metadata(p) {
+            if md.uid() != 0 && md.uid() != uid {
+                return Err(BgpError::new(
+                    BgpErrorKind::Untrusted,
+                    p.display().to_string(),
+                    format!(
+                        "the socket belongs to uid {}, neither root nor the daemon's uid {uid}",
+                        md.uid()
+                    ),
+                    "check who created the socket: it should be the routing daemon",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A collection running on its own thread.
@@ -211,6 +267,7 @@ mod tests {
     use super::*;
     use crate::collect::deadline::{connect_unix, Deadline};
     use crate::collect::procs::ProcTable;
+    use crate::collect::trust::Policy;
     use std::io;
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixListener;
@@ -220,7 +277,12 @@ mod tests {
     fn proc(pid: u32, argv: &str) -> Process {
         let args: Vec<String> = argv.split(' ').map(String::from).collect();
         let name = args[0].rsplit('/').next().unwrap_or("").to_string();
-        Process { pid, name, args }
+        Process {
+            pid,
+            name,
+            args,
+            cred: None,
+        }
     }
 
     fn table(ps: Vec<Process>) -> ProcTable {
@@ -241,7 +303,7 @@ mod tests {
             proc(901, "/usr/lib/frr/zebra -d -N hv2"),
             proc(1, "/sbin/init"),
         ]);
-        let s = discover(&t, &Overrides::default());
+        let s = discover(&t, &Overrides::default(), &Policy::default());
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].kind, SpeakerKind::Bird);
         assert_eq!(s[0].pid, Some(812));
@@ -270,7 +332,7 @@ mod tests {
             proc(5, "bird -R -d -c /etc/calico/confd/config/bird.cfg"),
             proc(6, "/usr/lib/frr/bgpd -d --vty_socket /srv/frr"),
         ]);
-        let s = discover(&t, &Overrides::default());
+        let s = discover(&t, &Overrides::default(), &Policy::default());
         match &s[0].endpoint {
             Endpoint::BirdSocket(p) => {
                 assert!(BIRD_DEFAULT_SOCKETS.iter().any(|d| p == Path::new(d)))
@@ -296,13 +358,13 @@ mod tests {
             bird_socket: Some("/tmp/b.ctl".into()),
             frr_dir: Some("/run/frr".into()),
         };
-        let s = discover(&t, &ov);
+        let s = discover(&t, &ov, &Policy::default());
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].origin, "--bird-socket flag");
         assert_eq!(s[0].endpoint, Endpoint::BirdSocket("/tmp/b.ctl".into()));
         assert_eq!(s[1].origin, "--frr-dir flag");
         assert_eq!(s[1].control_command(), "vtysh");
-        assert!(discover(&table(vec![]), &Overrides::default()).is_empty());
+        assert!(discover(&table(vec![]), &Overrides::default(), &Policy::default()).is_empty());
     }
 
     fn tmp_sock(tag: &str) -> PathBuf {
@@ -325,6 +387,8 @@ mod tests {
             pid: None,
             endpoint,
             origin: "test".into(),
+            uid: None,
+            untrusted: None,
         }
     }
 

@@ -52,7 +52,9 @@ impl Config {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_PATH), false),
         };
-        let text = match std::fs::read_to_string(&path) {
+        // A regular file of at most 1 MiB: not a FIFO, not a device (which would hang or fill
+        // memory).
+        let text = match crate::collect::files::read_text(&path, 1 << 20) {
             Ok(t) => t,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Config::default())

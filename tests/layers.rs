@@ -303,7 +303,9 @@ fn data_flows_one_way() {
             "plumb",
             &["walk", "check", "collect", "port", "error", "model"][..],
         ),
-        ("config", &["error"][..]),
+        // The config file is read with collect's bounded reader; trusted accounts become a
+        // collect::trust policy.
+        ("config", &["collect", "error"][..]),
         (
             "output",
             &["walk", "gateway", "plumb", "probe", "model", "error"][..],

@@ -31,17 +31,19 @@ pub fn display_cmd(argv: &[String]) -> String {
 /// Locate a binary in PATH, then in the sbin directories (often missing from users' PATH).
 pub fn find_bin(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .filter(|d| d.is_absolute())
+        .collect();
     for d in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin"] {
         dirs.push(PathBuf::from(d));
     }
+    // Root runs only what only root could have put there: a root-owned executable, in a
+    // root-owned directory, neither writable by group or others (a user's ~/bin is passed over).
     dirs.into_iter().map(|d| d.join(name)).find(|p| {
-        std::fs::metadata(p)
-            .map(|m| {
-                use std::os::unix::fs::PermissionsExt;
-                m.is_file() && m.permissions().mode() & 0o111 != 0
-            })
-            .unwrap_or(false)
+        std::fs::metadata(p).is_ok_and(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
+        }) && super::files::safe_executable(p)
     })
 }
 

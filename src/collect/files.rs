@@ -41,6 +41,64 @@ pub fn read_text(path: &Path, max: u64) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
+/// [`read_text`], but a FIFO (a pipe the operator named, as with `<(…)`) is read too, until
+/// its writer closes it, at most `max` bytes and until `deadline`.
+pub fn read_text_or_pipe(
+    path: &Path,
+    max: u64,
+    deadline: std::time::Instant,
+) -> io::Result<String> {
+    use std::os::fd::AsRawFd;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_fifo() {
+        drop(f);
+        return read_text(path, max);
+    }
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        match f.read(&mut chunk) {
+            // End: the writer closed (a FIFO opened before its writer reads 0 too: wait for
+            // one until the deadline, as the writer of `<(…)` may start late).
+            Ok(0) if !buf.is_empty() => break,
+            // No writer yet (poll would report a hangup at once): look again shortly.
+            Ok(0) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() as u64 > max {
+                    return Err(too_big(path, max));
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{}: the pipe's writer sent nothing more in time",
+                    path.display()
+                ),
+            ));
+        }
+        let mut pfd = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, 100) as i32;
+        // SAFETY: one valid pollfd on a live fd owned by this frame.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
 fn too_big(path: &Path, max: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
@@ -107,6 +165,20 @@ pub fn read_for(path: &Path, uid: u32, max: u64) -> io::Result<String> {
         )
     })?;
     read_text(path, max)
+}
+
+/// Is the file at `path` fit to be executed by root: a regular file owned by root, not
+/// writable by its group or others, in a directory likewise?
+pub fn safe_executable(path: &Path) -> bool {
+    root_only(path, true) && path.parent().is_some_and(|d| root_only(d, false))
+}
+
+/// Is `path` (followed) a regular file (`file`) or directory owned by root that neither its
+/// group nor others may write?
+pub fn root_only(path: &Path, file: bool) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| {
+        (if file { m.is_file() } else { m.is_dir() }) && m.uid() == 0 && m.mode() & 0o022 == 0
+    })
 }
 
 /// What [`open_private`] does to an existing file's content.

@@ -26,8 +26,13 @@ pub struct PeerViews {
 
 /// Read and parse `--peer FILE`. A file that is not such a document is bad usage.
 pub fn read(p: &Path) -> Result<PeerDoc> {
-    let text = std::fs::read_to_string(p)
-        .map_err(|e| Error::usage(format!("cannot read --peer {}: {e}", p.display())))?;
+    // A file or a pipe (`--peer <(ssh gwB vmpath routers --json)`), at most 64 MiB, within 30 s.
+    let text = crate::collect::files::read_text_or_pipe(
+        p,
+        64 << 20,
+        std::time::Instant::now() + std::time::Duration::from_secs(30),
+    )
+    .map_err(|e| Error::usage(format!("cannot read --peer {}: {e}", p.display())))?;
     serde_json::from_str(&text).map_err(|e| {
         Error::usage(format!(
             "--peer {}: not the JSON of `vmpath routers --json` ({e})",

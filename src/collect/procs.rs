@@ -75,8 +75,8 @@ pub fn read_cred(dir: &Path) -> Option<Cred> {
         let parent_here = dir
             .join("root")
             .join(parent.strip_prefix("/").unwrap_or(parent));
-        super::trust::root_only(&dir.join("exe"), true)
-            && super::trust::root_only(&parent_here, false)
+        super::files::root_only(&dir.join("exe"), true)
+            && super::files::root_only(&parent_here, false)
     });
     Some(Cred {
         uid,
@@ -262,7 +262,7 @@ pub fn pid_alive(pid: u32) -> bool {
 
 /// Read a pid file: first token as a pid.
 pub fn read_pid_file(path: &Path) -> Option<u32> {
-    fs::read_to_string(path)
+    super::files::read_text(path, 4096)
         .ok()?
         .split_whitespace()
         .next()?

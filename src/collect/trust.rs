@@ -52,19 +52,7 @@ fn judge_cred(who: &str, c: &Cred, policy: &Policy) -> Result<(), String> {
     }
 }
 
-/// Is the file at `path` fit to be executed by root: a regular file owned by root, not
-/// writable by its group or others, in a directory likewise?
-pub fn safe_executable(path: &Path) -> bool {
-    root_only(path, true) && path.parent().is_some_and(|d| root_only(d, false))
-}
-
-/// Is `path` (followed) a regular file (`file`) or directory owned by root that neither its
-/// group nor others may write?
-pub fn root_only(path: &Path, file: bool) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| {
-        (if file { m.is_file() } else { m.is_dir() }) && m.uid() == 0 && m.mode() & 0o022 == 0
-    })
-}
+pub use super::files::{root_only, safe_executable};
 
 /// The system's own `name` binary (PATH, then the sbin directories), when it is safe to run.
 pub fn system_binary(name: &str) -> Option<PathBuf> {

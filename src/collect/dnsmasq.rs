@@ -581,8 +581,13 @@ fn read_hosts_path_for(path: &Path, uid: Option<u32>) -> HostFiles {
     };
     let meta = std::fs::metadata(path)?;
     gate(&meta)?;
+    // Each file judged on the file opened (files::read_for), not on a path looked at before.
+    let read = |p: &Path| match uid {
+        Some(u) => super::files::read_for(p, u, MAX_TEXT),
+        None => read_text(p, MAX_TEXT),
+    };
     if !meta.is_dir() {
-        let text = read_text(path, MAX_TEXT)?;
+        let text = read(path)?;
         return Ok(vec![(path.to_string_lossy().into_owned(), text)]);
     }
     let mut out = Vec::new();
@@ -598,10 +603,10 @@ fn read_hosts_path_for(path: &Path, uid: Option<u32>) -> HostFiles {
         let Ok(md) = std::fs::metadata(&p) else {
             continue;
         };
-        if !md.is_file() || gate(&md).is_err() {
+        if !md.is_file() {
             continue;
         }
-        if let Ok(text) = read_text(&p, MAX_TEXT) {
+        if let Ok(text) = read(&p) {
             out.push((p.to_string_lossy().into_owned(), text));
         }
     }

@@ -15,11 +15,27 @@ pub const MAX_TEXT: u64 = 16 << 20;
 /// Read a text file of at most `max` bytes. A FIFO, socket or device other than `/dev/null` is
 /// refused (by name), as is a larger file; invalid UTF-8 is replaced.
 pub fn read_text(path: &Path, max: u64) -> io::Result<String> {
+    read_gated(path, max, &|_| Ok(()))
+}
+
+/// Open `path`, judge the opened file (`gate`, on its own metadata: no swap between the check
+/// and the read), then read it as [`read_text`] does.
+fn read_gated(
+    path: &Path,
+    max: u64,
+    gate: &dyn Fn(&Metadata) -> Result<(), String>,
+) -> io::Result<String> {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
         .open(path)?;
     let md = f.metadata()?;
+    gate(&md).map_err(|why| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} not read: {why}", path.display()),
+        )
+    })?;
     let ft = md.file_type();
     if ft.is_char_device() && md.rdev() == null_rdev() {
         return Ok(String::new());
@@ -157,14 +173,7 @@ pub fn readable_by(md: &Metadata, uid: u32) -> Result<(), String> {
 
 /// Read a text file that a daemon running as `uid` names (see [`readable_by`]).
 pub fn read_for(path: &Path, uid: u32, max: u64) -> io::Result<String> {
-    let md = std::fs::metadata(path)?;
-    readable_by(&md, uid).map_err(|why| {
-        io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("{} not read: {why}", path.display()),
-        )
-    })?;
-    read_text(path, max)
+    read_gated(path, max, &|md| readable_by(md, uid))
 }
 
 /// Is the file at `path` fit to be executed by root: a regular file owned by root, not

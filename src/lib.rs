@@ -6,6 +6,8 @@ pub mod cmd;
 pub mod collect;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod model;
 pub mod output;

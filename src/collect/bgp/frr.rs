@@ -102,7 +102,7 @@ pub struct Summary {
 }
 
 /// Parse `show bgp summary json` (all AFIs: `ipv4Unicast`, `ipv6Unicast`, others ignored).
-fn parse_summary(text: &str) -> Result<Summary, String> {
+pub(crate) fn parse_summary(text: &str) -> Result<Summary, String> {
     let v = json(text)?;
     let obj = v.as_object().ok_or("summary is not a JSON object")?;
     let mut out = Summary::default();
@@ -153,7 +153,7 @@ pub struct Neighbor {
 }
 
 /// Parse `show bgp neighbors [PEER] json`.
-fn parse_neighbors(text: &str) -> Result<Vec<Neighbor>, String> {
+pub(crate) fn parse_neighbors(text: &str) -> Result<Vec<Neighbor>, String> {
     let v = json(text)?;
     let obj = v.as_object().ok_or("neighbors is not a JSON object")?;
     let mut out = Vec::new();
@@ -239,7 +239,7 @@ pub struct BgpPrefix {
 }
 
 /// Parse `show bgp <afi> unicast <pfx> json`; `{}` means not in the table.
-fn parse_prefix(text: &str) -> Result<BgpPrefix, String> {
+pub(crate) fn parse_prefix(text: &str) -> Result<BgpPrefix, String> {
     let v = json(text)?;
     let mut out = BgpPrefix::default();
     if let Some(a) = v.get("advertisedTo").and_then(Value::as_object) {
@@ -294,7 +294,7 @@ pub struct ZebraRoute {
 
 /// Parse zebra's `show ip route <pfx> json` (`{}` when absent); only routes for exactly
 /// `prefix` count.
-fn parse_zebra_route(text: &str, prefix: &str) -> Result<Vec<ZebraRoute>, String> {
+pub(crate) fn parse_zebra_route(text: &str, prefix: &str) -> Result<Vec<ZebraRoute>, String> {
     let v = json(text)?;
     let mut out = Vec::new();
     for r in v
@@ -418,7 +418,7 @@ fn rib_entry(prefix: &str, bgp: &BgpPrefix, zebra: &ZebraView) -> RibEntry {
 
 /// Everything bgpd and zebra answered, parsed.
 #[derive(Debug, Clone)]
-struct Answers {
+pub(crate) struct Answers {
     pub version: Option<String>,
     pub summary: Summary,
     pub neighbors: Vec<Neighbor>,
@@ -428,7 +428,7 @@ struct Answers {
 }
 
 /// Turn the answers into facts.
-fn build_facts(speaker: String, prefixes: &[String], a: &Answers) -> BgpFacts {
+pub(crate) fn build_facts(speaker: String, prefixes: &[String], a: &Answers) -> BgpFacts {
     let rib: Vec<RibEntry> = prefixes
         .iter()
         .enumerate()
@@ -603,7 +603,7 @@ pub fn commands(prefixes: &[String]) -> (Vec<String>, Vec<String>) {
 }
 
 /// Parse raw replies (in `commands()` order) into answers.
-fn answers(
+pub(crate) fn answers(
     target: &str,
     bgpd_cmds: &[String],
     bgpd: &[VtyReply],

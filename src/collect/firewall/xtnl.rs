@@ -79,7 +79,7 @@ struct Chain {
 }
 
 /// Render chain and rule messages of one family as `iptables-save -c` text.
-fn render(family: u8, chains: &[NfMsg], rules: &[NfMsg]) -> Result<String, String> {
+pub(crate) fn render(family: u8, chains: &[NfMsg], rules: &[NfMsg]) -> Result<String, String> {
     let v6 = family == 10;
     let mut tables: BTreeMap<String, Vec<Chain>> = BTreeMap::new();
     for m in chains.iter().filter(|m| m.kind == NFT_MSG_NEWCHAIN) {

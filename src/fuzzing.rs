@@ -291,6 +291,9 @@ pub fn cmdline(data: &[u8]) {
         let i = fnv(path) % (files.len() + 1);
         files.get(i).cloned()
     };
+    let read_io = |path: &str| -> std::io::Result<String> {
+        read(path).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    };
     let list = |path: &str| -> dnsmasq::HostFiles {
         if files.is_empty() || fnv(path) % (files.len() + 1) == files.len() {
             return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
@@ -311,8 +314,9 @@ pub fn cmdline(data: &[u8]) {
         pid: 4242,
         name,
         args: argv,
+        cred: None,
     };
-    let d = dnsmasq::from_process(&p, &read, &list);
+    let d = dnsmasq::from_process(&p, &read_io, &list);
     for ifname in IFNAMES {
         black_box(d.serves_interface(ifname));
     }

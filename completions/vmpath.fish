@@ -47,7 +47,7 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l json -d 'Print on
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s V -l version -d 'Print version'
-complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s p -l port -d 'Destination TCP port' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -s p -l port -d 'Destination TCP port (1-65535)' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l flows -d 'Number of flows (source ports from 33000 up, skipping ports in use)' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l sports -d 'Exact source ports: a range LO-HI and/or a comma list (33000-33031,40000)' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand probe" -l max-ttl -d 'Highest TTL (hop limit) probed; also the TTL of the classifying SYN' -r

@@ -1,6 +1,7 @@
 //! Command-line definition (also the source of the committed completions and man page) and the
 //! dispatcher. Each subcommand lives in `src/cmd/`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -80,8 +81,9 @@ pub const PLUMB_EXIT_CODES_HELP: &str = "\
 Exit codes:
   0   nothing to do, or repaired and verified
   2   changes are needed (dry run), some are blocked, or the repair failed and was rolled back
-  3   busy (another plumb holds the lock), not root, the host could not be read, or the
-      rollback could not restore everything
+  3   busy (another plumb holds the lock), a capability missing (CAP_NET_ADMIN; with --apply
+      also CAP_DAC_OVERRIDE, CAP_CHOWN, CAP_KILL), the host could not be read, or the rollback
+      could not restore everything
   64  bad usage, or refused: the records disagree (--trust), an interface is not the port's tap";
 
 fn walk_long_help() -> String {
@@ -97,16 +99,7 @@ port on the node: vmpath then runs `vmpath router ID` for that router (see `vmpa
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            let code = match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-                _ => exit::USAGE,
-            };
-            // clap prints to stderr for errors, stdout for help
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(e) => return ExitCode::from(parse_error(&e)),
     };
     let g = &cli.global;
     let (name, result) = match &cli.command {
@@ -119,11 +112,94 @@ pub fn main() -> ExitCode {
     // The one place an error is printed: what failed and what to do, then its exit code.
     ExitCode::from(result.unwrap_or_else(|e| {
         eprintln!("vmpath {name}: {e}");
+        if g.json {
+            json_error(&format!("vmpath {name}"), &e);
+        }
         e.exit_code()
     }))
+}
+
+/// clap's own outcome (help, version, or bad usage found while parsing): printed as clap does
+/// (help and version on stdout, errors on stderr), and with `--json` on the command line, an
+/// error as the JSON error document on stdout too. Returns the exit code.
+fn parse_error(e: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            match e.print().and_then(|()| std::io::stdout().flush()) {
+                Ok(()) => exit::OK,
+                Err(w) if w.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+                Err(w) => {
+                    eprintln!("vmpath: cannot write output: {w}");
+                    exit::UNKNOWN
+                }
+            }
+        }
+        _ => {
+            let _ = e.print();
+            if json_requested(std::env::args_os().skip(1)) {
+                let text = e.render().to_string();
+                json_error("vmpath", &crate::error::Error::usage(clap_message(&text)));
+            }
+            exit::USAGE
+        }
+    }
+}
+
+/// Is `--json` among the arguments (before a `--` that ends the options)?
+fn json_requested(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter()
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+/// The gist of a clap error's text: its first paragraph, without the `error: ` label.
+fn clap_message(text: &str) -> String {
+    let first = text.trim().split("\n\n").next().unwrap_or_default();
+    let joined = first.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    joined
+        .strip_prefix("error: ")
+        .unwrap_or(&joined)
+        .to_string()
+}
+
+/// Print `e`'s JSON error document on stdout; a write that fails is said on stderr (a reader
+/// that closed the pipe is not an error of ours).
+fn json_error(who: &str, e: &crate::error::Error) {
+    let mut out = std::io::stdout().lock();
+    let written = serde_json::to_writer_pretty(&mut out, &e.document())
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush());
+    match written {
+        Err(w) if w.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("{who}: cannot write output: {w}");
+        }
+        _ => {}
+    }
 }
 
 /// The clap command, for completions and the man page.
 pub fn command() -> clap::Command {
     Cli::command()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_asked_for_before_the_end_of_options_only() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(json_requested(args(&["walk", "--json", "--bogus"])));
+        assert!(json_requested(args(&["--json", "probe"])));
+        assert!(!json_requested(args(&["walk", "--", "--json"])));
+        assert!(!json_requested(args(&["walk", "--jsonx"])));
+    }
+
+    #[test]
+    fn a_clap_error_keeps_its_first_paragraph() {
+        let text = "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use '-- --bogus'\n\nUsage: vmpath walk [OPTIONS] <TARGET>\n";
+        assert_eq!(clap_message(text), "unexpected argument '--bogus' found");
+    }
 }

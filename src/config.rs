@@ -123,9 +123,10 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
         .trim()
         .parse()
         .map_err(|_| Error::usage(format!("invalid duration '{s}': use e.g. 2s, 500ms or 1.5")))?;
-    if !(v.is_finite() && v > 0.0 && v * mult <= 3600.0) {
+    // Compared in whole microseconds so that `1ms` itself is not lost to rounding.
+    if !(v.is_finite() && (v * mult * 1e6).round() >= 1000.0 && v * mult <= 3600.0) {
         return Err(Error::usage(format!(
-            "invalid duration '{s}': must be between 1ms and 3600s"
+            "invalid duration '{s}': must be between 1ms and 3600s, e.g. 2s or 500ms"
         )));
     }
     Ok(std::time::Duration::from_secs_f64(v * mult))
@@ -189,6 +190,18 @@ mod tests {
         );
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("0").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("0.5ms").is_err());
+        assert!(parse_duration("0.0001").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(
+            parse_duration("1ms"),
+            Ok(std::time::Duration::from_millis(1))
+        );
+        assert_eq!(
+            parse_duration("0.001"),
+            Ok(std::time::Duration::from_millis(1))
+        );
         assert_eq!(
             parse_gateway("198.51.100.1/24"),
             Ok(("198.51.100.1".parse().expect("ip"), 24))

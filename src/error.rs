@@ -96,6 +96,33 @@ impl Error {
     }
 }
 
+/// What `--json` prints on stdout when a command ends with an error:
+/// `{"error": {"kind": "usage", "message": "…", "exit_code": 64}}` (README "JSON output").
+#[derive(Debug, Serialize)]
+pub struct Document<'a> {
+    pub error: DocumentBody<'a>,
+}
+
+/// The error's `kind` and `message` (its serialized form) and the exit code it ends with.
+#[derive(Debug, Serialize)]
+pub struct DocumentBody<'a> {
+    #[serde(flatten)]
+    pub error: &'a Error,
+    pub exit_code: u8,
+}
+
+impl Error {
+    /// The JSON error document of this error.
+    pub fn document(&self) -> Document<'_> {
+        Document {
+            error: DocumentBody {
+                error: self,
+                exit_code: self.exit_code(),
+            },
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.message())
@@ -126,6 +153,14 @@ mod tests {
         assert_eq!(Error::busy("x").exit_code(), 3);
         assert_eq!(Error::unknown("x").exit_code(), 3);
         assert_eq!(Error::change("x").exit_code(), 2);
+        let doc = serde_json::to_value(Error::privilege("needs CAP_NET_ADMIN").document())
+            .expect("serializes");
+        assert_eq!(
+            doc,
+            serde_json::json!({"error": {"kind": "privilege", "message": "needs CAP_NET_ADMIN", "exit_code": 3}})
+        );
+        let doc = serde_json::to_value(Error::not_here("x").document()).expect("serializes");
+        assert_eq!(doc["error"]["kind"], "not_here");
         let e = Error::not_here("no port").context("walk 198.51.100.9");
         assert!(matches!(e, Error::NotHere(_)));
         assert_eq!(e.to_string(), "walk 198.51.100.9: no port");

@@ -60,3 +60,29 @@ fn readme_lists_every_check_id_and_exit_code() {
         assert!(help.contains(id));
     }
 }
+
+#[test]
+fn readme_documents_the_json_error_document_and_every_error_kind() {
+    use vmpath::error::Error;
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(r#"{"error": {"kind": "#) && readme.contains(r#""exit_code": 3}}"#),
+        "README.md lacks the JSON error document"
+    );
+    for e in [
+        Error::usage(""),
+        Error::not_here(""),
+        Error::refused(""),
+        Error::privilege(""),
+        Error::busy(""),
+        Error::unknown(""),
+        Error::change(""),
+    ] {
+        let doc = serde_json::to_value(e.document()).expect("serializes");
+        let kind = doc["error"]["kind"].as_str().expect("kind");
+        assert!(
+            readme.contains(&format!("`{kind}`")),
+            "README.md does not name the error kind {kind}"
+        );
+    }
+}

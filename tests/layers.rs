@@ -372,3 +372,75 @@ fn no_source_file_has_more_than_1000_lines_of_non_test_code() {
         big.join("\n")
     );
 }
+
+/// Is the byte offset `at` of `code` inside a block that only debug builds compile or run:
+/// an `if cfg!(debug_assertions) {` block, or an item under `#[cfg(debug_assertions)]`?
+fn debug_only(code: &str, at: usize) -> bool {
+    ["if cfg!(debug_assertions)", "#[cfg(debug_assertions)]"]
+        .iter()
+        .flat_map(|guard| code[..at].match_indices(guard).map(|(i, _)| i))
+        .any(|i| {
+            // The guarded block: the first `{` after the guard, with no `;` before it (an
+            // attribute on a `use` or a statement guards nothing further on).
+            let Some(open) = code[i..at].find('{').map(|o| i + o) else {
+                return false;
+            };
+            if code[i..open].contains(';') {
+                return false;
+            }
+            let mut depth = 0i32;
+            for c in code[open..at].chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return false; // the block closed before `at`
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            depth > 0
+        })
+}
+
+#[test]
+fn the_guard_finder_sees_blocks_and_items() {
+    let src =
+        "#[cfg(debug_assertions)]\nfn hooks() { let v = \"HOOK\"; }\nfn other() { \"HOOK\" }\n\
+fn f() { if cfg!(debug_assertions) { \"HOOK\" } else { \"HOOK\" } }\n\
+#[cfg(debug_assertions)]\nuse x;\nfn g() { \"HOOK\" }";
+    let hits: Vec<bool> = src
+        .match_indices("HOOK")
+        .map(|(i, _)| debug_only(src, i))
+        .collect();
+    assert_eq!(hits, [true, false, true, false, false]);
+}
+
+#[test]
+fn plumb_test_hooks_are_read_by_debug_builds_only() {
+    let mut seen = BTreeMap::new();
+    let mut bad = Vec::new();
+    for (m, p) in modules() {
+        let s = code(&p);
+        // A read names the variable as a string literal of its own (`env::var("…")`, a
+        // constant, clap's `env = "…"`); messages that mention it are no read.
+        for var in ["\"VMPATH_PLUMB_FAIL_STEP\"", "\"VMPATH_PLUMB_HOLD_MS\""] {
+            for (i, _) in s.match_indices(var) {
+                *seen.entry(var).or_insert(0) += 1;
+                if !debug_only(&s, i) {
+                    let line = s[..i].lines().count();
+                    bad.push(format!("{m} ({}:{line}): {var}", p.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "test hooks a release binary would honour (guard them with cfg!(debug_assertions) or \
+#[cfg(debug_assertions)]):\n{}",
+        bad.join("\n")
+    );
+    assert_eq!(seen.len(), 2, "the hooks are read somewhere: {seen:?}");
+}

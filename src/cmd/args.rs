@@ -60,12 +60,13 @@ pub fn walk_options(g: &GlobalArgs, a: &PortArgs, flow: Option<&str>) -> Result<
     let cfg = Config::load(g.config.as_deref())?;
     let trust = cfg.trust()?;
     let target = Target::parse(&a.target)?;
-    let timeout = config::parse_duration(
-        a.timeout
-            .as_deref()
-            .or(cfg.timeout.as_deref())
-            .unwrap_or("2s"),
-    )?;
+    let timeout = match (&a.timeout, &cfg.timeout) {
+        (Some(t), _) => config::parse_duration(t).map_err(|e| e.context("--timeout"))?,
+        (None, Some(t)) => {
+            config::parse_duration(t).map_err(|e| e.context("timeout in the config file"))?
+        }
+        (None, None) => std::time::Duration::from_secs(2),
+    };
     let gw_src = if a.gateway.is_empty() {
         &cfg.gateways
     } else {

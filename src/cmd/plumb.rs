@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::args::{self, GlobalArgs, PortArgs};
-use crate::error::{Error, Result};
+use crate::collect::caps;
+use crate::error::Result;
 use crate::model::{Check, Status};
 use crate::output::Style;
 use crate::plumb::{self, apply::Inject, records::Trust, PlumbOptions, PlumbReport};
@@ -43,8 +44,12 @@ pub struct PlumbArgs {
     pub audit_log: PathBuf,
 }
 
-/// Test hooks, read from the environment (documented in README.md as test-only).
+/// Test hooks for the lab tests, read from the environment by debug builds only (a release
+/// binary has none): `VMPATH_PLUMB_FAIL_STEP=N|verify` fails that step, `VMPATH_PLUMB_HOLD_MS`
+/// holds the lock that long.
+#[cfg(debug_assertions)]
 fn test_hooks() -> Result<(Option<Inject>, Option<Duration>)> {
+    use crate::error::Error;
     let inject = match std::env::var("VMPATH_PLUMB_FAIL_STEP") {
         Ok(v) => Some(Inject::parse(&v).ok_or_else(|| {
             Error::usage(format!(
@@ -62,6 +67,12 @@ fn test_hooks() -> Result<(Option<Inject>, Option<Duration>)> {
         Err(_) => None,
     };
     Ok((inject, hold))
+}
+
+/// A release binary has no test hooks.
+#[cfg(not(debug_assertions))]
+fn test_hooks() -> Result<(Option<Inject>, Option<Duration>)> {
+    Ok((None, None))
 }
 
 pub fn options(g: &GlobalArgs, a: &PlumbArgs) -> Result<PlumbOptions> {
@@ -82,13 +93,34 @@ pub fn options(g: &GlobalArgs, a: &PlumbArgs) -> Result<PlumbOptions> {
     })
 }
 
+/// The capabilities plumb needs, each with what needs it: reading the host like walk, and with
+/// `--apply` changing it.
+fn needs(apply: bool) -> Vec<(u32, &'static str)> {
+    let mut v = vec![(
+        caps::CAP_NET_ADMIN,
+        if apply {
+            "reading the firewall and daemons like walk; changing links, addresses, routes and sysctls"
+        } else {
+            "reading the firewall and daemons like walk"
+        },
+    )];
+    if apply {
+        v.extend([
+            (
+                caps::CAP_DAC_OVERRIDE,
+                "writing dnsmasq's host files, the lock and the audit log",
+            ),
+            (caps::CAP_CHOWN, "a rewritten host file keeps its owner"),
+            (caps::CAP_KILL, "SIGHUP to dnsmasq"),
+        ]);
+    }
+    v
+}
+
 pub fn exec(g: &GlobalArgs, a: &PlumbArgs) -> Result<u8> {
     let opts = options(g, a)?;
-    if !crate::collect::caps::is_root() {
-        return Err(Error::privilege(
-            "needs root: it reads the firewall and daemons like walk, and changes links, addresses, routes, sysctls and dnsmasq's host files. Run it with sudo.",
-        ));
-    }
+    // Before anything is read or locked: a run that could not finish is refused up front.
+    caps::require(&needs(a.apply))?;
     let report = plumb::run(&opts)?;
     let res = crate::output::emit(g.json, &report, |out| {
         render(out, &report, Style::detect(g.verbose))

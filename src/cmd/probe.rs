@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use comfy_table::{presets, Cell, ContentArrangement, Table};
+use comfy_table::Cell;
 use serde::Serialize;
 
 use super::args::GlobalArgs;
@@ -31,8 +31,8 @@ pub struct ProbeArgs {
     /// Destination IPv4 or IPv6 address
     #[arg(value_name = "DST")]
     pub dst: String,
-    /// Destination TCP port
-    #[arg(long, short = 'p', default_value_t = 22)]
+    /// Destination TCP port (1-65535)
+    #[arg(long, short = 'p', default_value_t = 22, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
     /// Number of flows (source ports from 33000 up, skipping ports in use)
     #[arg(
@@ -123,6 +123,9 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, Error> {
 }
 
 pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> Result<u8, Error> {
+    // No key of the config file is about probing yet; a file that is wrong is still an error,
+    // as for every other command.
+    config::Config::load(g.config.as_deref())?;
     let dst: IpAddr = match a.dst.parse() {
         Ok(d) => d,
         Err(_) => {
@@ -141,24 +144,8 @@ pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> Result<u8, Error> {
             ((0..a.flows).map(|i| 33000 + i).collect(), false)
         }
     };
-    let timeout = match config::parse_duration(&a.timeout) {
-        Ok(t) if !t.is_zero() => t,
-        _ => {
-            return Err(Error::usage(format!(
-                "bad --timeout `{}` (examples: 1s, 500ms)",
-                a.timeout
-            )))
-        }
-    };
-    let max_time = match config::parse_duration(&a.max_time) {
-        Ok(t) if !t.is_zero() => t,
-        _ => {
-            return Err(Error::usage(format!(
-                "bad --max-time `{}` (examples: 30s, 10s)",
-                a.max_time
-            )))
-        }
-    };
+    let timeout = config::parse_duration(&a.timeout).map_err(|e| e.context("--timeout"))?;
+    let max_time = config::parse_duration(&a.max_time).map_err(|e| e.context("--max-time"))?;
     let cfg = Config {
         dst,
         port: a.port,
@@ -176,6 +163,8 @@ pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> Result<u8, Error> {
             Hops::None => HopsMode::None,
         },
     };
+    // Refused before any namespace is entered or packet sent.
+    cfg.validate()?;
     let result = match &a.netns {
         Some(ns) => {
             let path = if ns.contains('/') {
@@ -183,7 +172,10 @@ pub fn exec(g: &GlobalArgs, a: &ProbeArgs) -> Result<u8, Error> {
             } else {
                 PathBuf::from("/run/netns").join(ns)
             };
-            crate::collect::netns::run_in(&path, move || engine::run(cfg))?
+            crate::collect::netns::run_in(&path, move || engine::run(cfg)).map_err(|e| match e {
+                Error::Usage(_) => e.context(format!("--netns {ns}")),
+                e => e,
+            })?
         }
         None => engine::run(cfg),
     };
@@ -281,16 +273,14 @@ fn render(out: &mut dyn Write, r: &ProbeReport, style: Style) -> std::io::Result
             .unwrap_or_else(|| "?".into())
     };
     if style.table {
-        let mut t = Table::new();
-        t.load_style(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_header(vec![
-                "sport",
-                "outcome",
-                "rtt ms",
-                "local next hop",
-                "hops (~ inferred, *rl rate-limited)",
-            ]);
+        let mut t = style.table();
+        t.set_header(vec![
+            "sport",
+            "outcome",
+            "rtt ms",
+            "local next hop",
+            "hops (~ inferred, *rl rate-limited)",
+        ]);
         for f in &r.flows {
             t.add_row(vec![
                 Cell::new(f.sport),

@@ -69,7 +69,7 @@ pub struct RouterArgs {
 fn options(g: &GlobalArgs, a: &RoutersArgs, only: Option<String>) -> Result<Options> {
     let cfg = config::Config::load(g.config.as_deref())?;
     let only_set = only.is_some();
-    let timeout = config::parse_duration(&a.timeout).map_err(|e| e.context("bad --timeout"))?;
+    let timeout = config::parse_duration(&a.timeout).map_err(|e| e.context("--timeout"))?;
     let mut o = Options::new(timeout);
     o.netns_dir = a.netns_dir.clone();
     o.expect_bgp = cfg.expects("bgp");
@@ -112,11 +112,7 @@ pub fn exec_router(g: &GlobalArgs, a: &RouterArgs) -> Result<u8> {
 
 /// Check the node (one router when `opts.only`) and render the report.
 pub fn run(g: &GlobalArgs, opts: &Options) -> Result<u8> {
-    if !crate::collect::caps::is_root() {
-        return Err(Error::privilege(
-            "reading router namespaces needs root (setns into each qrouter namespace needs CAP_SYS_ADMIN): run it with sudo",
-        ));
-    }
+    crate::collect::caps::require(&gateway::needs(opts))?;
     let (rep, facts) = gateway::run(opts)?;
     if let Some(path) = std::env::var_os("VMPATH_FACTS_OUT") {
         output::write_facts(std::path::Path::new(&path), &facts);

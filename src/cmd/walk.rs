@@ -23,12 +23,10 @@ pub struct WalkArgs {
 
 pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
     let opts = args::walk_options(g, &a.port, a.flow.as_deref())?;
-    if !caps::has(caps::CAP_NET_ADMIN) {
-        return Err(Error::privilege(
-            "vmpath walk needs root (or CAP_NET_ADMIN): reading firewall rules (iptables-save, nft) and \
-the routing daemons' control sockets is privileged. Run it with sudo.",
-        ));
-    }
+    caps::require(&[(
+        caps::CAP_NET_ADMIN,
+        "reading the firewall rules and the routing daemons' control sockets",
+    )])?;
     // On a gateway node a router id names its qrouter namespace: the router's walk.
     let gw = gateway_options(g, &opts)?;
     if matches!(opts.target, Target::PortId(_) | Target::PortPrefix(_)) {
@@ -99,13 +97,13 @@ fn gateway_options(g: &GlobalArgs, opts: &walk::WalkOptions) -> Result<gateway::
 
 /// The walk of a router on a gateway node: `vmpath router ID`'s checks.
 fn walk_router(g: &GlobalArgs, r: &RouterTarget, mut opts: gateway::Options) -> Result<u8> {
-    if let (Some((ip, prefixes)), false) = (&r.behind, g.json) {
-        println!(
+    let intro = r.behind.as_ref().map(|(ip, prefixes)| {
+        format!(
             "vmpath walk {ip}: no port for it on this gateway node; it is behind router {} (tenant prefix {}):",
             r.router_id,
             prefixes.join(", ")
-        );
-    }
+        )
+    });
     // As `vmpath router ID`: listening on the wire too.
     opts.only = Some(r.router_id.clone());
     opts.wire = gateway::WireMode::Listen;
@@ -114,7 +112,12 @@ fn walk_router(g: &GlobalArgs, r: &RouterTarget, mut opts: gateway::Options) -> 
         output::write_facts(std::path::Path::new(&path), &facts);
     }
     let style = Style::detect(g.verbose);
-    let res = output::emit(g.json, &rep, |out| output::routers::one(out, &rep, style));
+    let res = output::emit(g.json, &rep, |out| {
+        if let Some(l) = &intro {
+            writeln!(out, "{l}")?;
+        }
+        output::routers::one(out, &rep, style)
+    });
     Ok(output::exit_after(
         "walk",
         res,

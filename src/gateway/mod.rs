@@ -121,6 +121,25 @@ pub enum WireMode {
     Listen,
 }
 
+/// The capabilities reading the node with `opts` needs, each with what needs it.
+pub fn needs(opts: &Options) -> Vec<(u32, &'static str)> {
+    use crate::collect::caps;
+    let mut v = vec![
+        (caps::CAP_SYS_ADMIN, "setns into each qrouter namespace"),
+        (
+            caps::CAP_NET_ADMIN,
+            "netlink in the namespaces, the BGP speaker's control socket",
+        ),
+    ];
+    if opts.wire != WireMode::Off {
+        v.push((
+            caps::CAP_NET_RAW,
+            "the ARP probe and VRRP listening; --no-wire skips them",
+        ));
+    }
+    v
+}
+
 /// Where the host's named network namespaces are.
 pub const DEFAULT_NETNS_DIR: &str = "/run/netns";
 
@@ -191,7 +210,10 @@ pub fn router_for(target: &Target, base: &Options) -> Option<RouterTarget> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("qrouter-"))
         .collect();
-    if routers.is_empty() || !crate::collect::caps::is_root() {
+    if routers.is_empty()
+        || !crate::collect::caps::missing_from(crate::collect::caps::effective(), &needs(base))
+            .is_empty()
+    {
         return None;
     }
     let names: Vec<&str> = routers.iter().map(String::as_str).collect();

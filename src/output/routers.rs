@@ -3,8 +3,6 @@
 
 use std::io::Write;
 
-use comfy_table::{presets, ContentArrangement, Table};
-
 use super::{render_checks, verdict_line, Style};
 use crate::gateway::RoutersReport;
 
@@ -56,9 +54,7 @@ pub fn all(out: &mut dyn Write, r: &RoutersReport, style: Style) -> std::io::Res
         })
         .collect();
     if style.table {
-        let mut t = Table::new();
-        t.load_style(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic);
+        let mut t = style.table();
         t.set_header(header.to_vec());
         for row in &rows {
             t.add_row(row.clone());

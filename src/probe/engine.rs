@@ -45,6 +45,7 @@ pub struct Outcomes {
 
 /// Run a probe in the current thread's network namespace.
 pub fn run(cfg: Config) -> Result<Outcomes> {
+    cfg.validate()?;
     let (mut net, setup) = net::open(&cfg)?;
     Ok(run_on(&mut net, cfg, setup))
 }

@@ -670,7 +670,7 @@ fn two_simultaneous_applies_never_interleave() {
 }
 
 #[test]
-fn not_root_is_refused_with_exit_3() {
+fn without_its_capabilities_it_is_refused_with_exit_3() {
     let Some((lab, _g)) = lab() else { return };
     let bin = env!("CARGO_BIN_EXE_vmpath");
     let out = lab.exec(
@@ -689,7 +689,7 @@ fn not_root_is_refused_with_exit_3() {
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("needs root") && !err.contains("panicked"),
+        err.contains("needs CAP_NET_ADMIN") && !err.contains("panicked"),
         "{err}"
     );
 }

@@ -38,14 +38,85 @@ pub struct OvsPort {
     /// `options:peer` of a patch port (the patch port on the other bridge).
     #[serde(default)]
     pub peer: Option<String>,
+    /// The OpenFlow port number: `None` while OVS has not assigned one yet, `Some(-1)` when the
+    /// interface failed (its `error` says why).
+    #[serde(default)]
+    pub ofport: Option<i64>,
+    /// `external_ids:iface-status` (`active` once the hypervisor plugged it; os-vif and Nova).
+    #[serde(default)]
+    pub iface_status: Option<String>,
+    /// `external_ids:vm-uuid` (the instance the port is plugged into).
+    #[serde(default)]
+    pub vm_uuid: Option<String>,
+    /// The interface's `error` column (why it has no ofport).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// `link_state` / `admin_state` (`up`, `down`).
+    #[serde(default)]
+    pub link_state: Option<String>,
+    #[serde(default)]
+    pub admin_state: Option<String>,
+    /// `options:local_ip` of a tunnel port.
+    #[serde(default)]
+    pub local_ip: Option<String>,
+    /// `options:key` (or `out_key`) of a tunnel port: `flow` when the VNI comes from the flows.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `options:dst_port` of a tunnel port (4789 when unset, for VXLAN).
+    #[serde(default)]
+    pub dst_port: Option<u16>,
+    /// The Port's `other_config`, as the Neutron agent writes it (`net_uuid`, `network_type`,
+    /// `segmentation_id`, `tag`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub port_config: BTreeMap<String, String>,
+}
+
+/// One OVS bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OvsBridge {
+    pub name: String,
+    /// `system` (kernel) or `netdev` (userspace); `""` means `system`.
+    pub datapath_type: String,
+    /// `secure` or `standalone` (`""`: standalone).
+    #[serde(default)]
+    pub fail_mode: String,
+}
+
+/// What one OVSDB holds that vmpath reads: ports (with their interfaces), bridges, and the
+/// switch's own identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OvsDb {
+    pub ports: Vec<OvsPort>,
+    #[serde(default)]
+    pub bridges: Vec<OvsBridge>,
+    /// `Open_vSwitch external_ids:hostname` (the host the Neutron agent reports as).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub ovs_version: Option<String>,
+}
+
+impl OvsDb {
+    pub fn port(&self, name: &str) -> Option<&OvsPort> {
+        self.ports.iter().find(|p| p.name == name)
+    }
+    pub fn bridge(&self, name: &str) -> Option<&OvsBridge> {
+        self.bridges.iter().find(|b| b.name == name)
+    }
+    /// Is `bridge` on the userspace datapath?
+    pub fn userspace(&self, bridge: &str) -> bool {
+        self.bridge(bridge)
+            .is_some_and(|b| b.datapath_type == "netdev")
+    }
 }
 
 /// The request [`query`] sends.
 pub fn request() -> Value {
     json!({"method": "transact", "id": 1, "params": ["Open_vSwitch",
-        {"op": "select", "table": "Interface", "where": [], "columns": ["_uuid", "name", "type", "external_ids", "mtu_request", "mtu", "options", "ofport", "link_state"]},
-        {"op": "select", "table": "Port", "where": [], "columns": ["_uuid", "name", "tag", "interfaces"]},
-        {"op": "select", "table": "Bridge", "where": [], "columns": ["name", "ports", "datapath_type"]}]})
+        {"op": "select", "table": "Interface", "where": [], "columns": ["_uuid", "name", "type", "external_ids", "mtu_request", "mtu", "options", "ofport", "link_state", "admin_state", "error"]},
+        {"op": "select", "table": "Port", "where": [], "columns": ["_uuid", "name", "tag", "interfaces", "other_config"]},
+        {"op": "select", "table": "Bridge", "where": [], "columns": ["name", "ports", "datapath_type", "fail_mode"]},
+        {"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["external_ids", "ovs_version"]}]})
 }
 
 /// OVSDB's `["map", [[k, v], …]]`.
@@ -87,12 +158,27 @@ fn opt_int(v: &Value) -> Option<u32> {
     v.as_u64().and_then(|n| u32::try_from(n).ok())
 }
 
+/// An optional signed integer (`ofport`: -1 on error, `["set", []]` before assignment).
+fn opt_i64(v: &Value) -> Option<i64> {
+    v.as_i64()
+}
+
+/// An optional string: a string, or `["set", []]` for none (`""` counts as none too).
+fn opt_str(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.is_empty()).map(String::from)
+}
+
 /// Ports from the answer to [`request`].
 pub fn parse(answer: &Value) -> Result<Vec<OvsPort>> {
+    parse_db(answer).map(|db| db.ports)
+}
+
+/// Everything the answer to [`request`] holds.
+pub fn parse_db(answer: &Value) -> Result<OvsDb> {
     parse_ports(answer).map_err(Error::Unknown)
 }
 
-fn parse_ports(answer: &Value) -> std::result::Result<Vec<OvsPort>, String> {
+fn parse_ports(answer: &Value) -> std::result::Result<OvsDb, String> {
     if let Some(e) = answer.get("error").filter(|e| !e.is_null()) {
         return Err(format!("OVSDB error: {e}"));
     }
@@ -110,11 +196,22 @@ fn parse_ports(answer: &Value) -> std::result::Result<Vec<OvsPort>, String> {
             .ok_or_else(|| "OVSDB answer without rows".to_string())
     };
     let (ifaces, ports, bridges) = (rows(0)?, rows(1)?, rows(2)?);
+    // Older answers (and captures) carry no Open_vSwitch table.
+    let system = res
+        .get(3)
+        .and_then(|r| r.get("rows"))
+        .and_then(Value::as_array)
+        .and_then(|r| r.first());
     // Neutron names each port after its single interface: join the tag on the name.
     let mut tag_of: BTreeMap<String, Option<u32>> = BTreeMap::new();
+    let mut config_of: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for p in ports {
         if let Some(n) = p.get("name").and_then(Value::as_str) {
             tag_of.insert(n.to_string(), p.get("tag").and_then(opt_int));
+            let oc = p.get("other_config").map(map).unwrap_or_default();
+            if !oc.is_empty() {
+                config_of.insert(n.to_string(), oc);
+            }
         }
     }
     let bridge_names: Vec<String> = bridges
@@ -167,6 +264,16 @@ fn parse_ports(answer: &Value) -> std::result::Result<Vec<OvsPort>, String> {
                 .and_then(|u| uuids(u).into_iter().next())
                 .and_then(|u| bridge_of_iface.get(&u).cloned()),
             peer: opts.get("peer").cloned(),
+            ofport: i.get("ofport").and_then(opt_i64),
+            iface_status: ext.get("iface-status").cloned(),
+            vm_uuid: ext.get("vm-uuid").cloned(),
+            error: i.get("error").and_then(opt_str),
+            link_state: i.get("link_state").and_then(opt_str),
+            admin_state: i.get("admin_state").and_then(opt_str),
+            local_ip: opts.get("local_ip").cloned(),
+            key: opts.get("out_key").or_else(|| opts.get("key")).cloned(),
+            dst_port: opts.get("dst_port").and_then(|p| p.parse().ok()),
+            port_config: config_of.get(name).cloned().unwrap_or_default(),
         });
         if bridge_names.iter().any(|b| b == name) {
             if let Some(last) = out.last_mut() {
@@ -175,12 +282,37 @@ fn parse_ports(answer: &Value) -> std::result::Result<Vec<OvsPort>, String> {
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    let mut bridges: Vec<OvsBridge> = bridges
+        .iter()
+        .filter_map(|b| {
+            Some(OvsBridge {
+                name: b.get("name").and_then(Value::as_str)?.to_string(),
+                datapath_type: b.get("datapath_type").and_then(opt_str).unwrap_or_default(),
+                fail_mode: b.get("fail_mode").and_then(opt_str).unwrap_or_default(),
+            })
+        })
+        .collect();
+    bridges.sort_by(|a, b| a.name.cmp(&b.name));
+    let sys_ext = system
+        .and_then(|s| s.get("external_ids"))
+        .map(map)
+        .unwrap_or_default();
+    Ok(OvsDb {
+        ports: out,
+        bridges,
+        hostname: sys_ext.get("hostname").cloned(),
+        ovs_version: system.and_then(|s| s.get("ovs_version")).and_then(opt_str),
+    })
 }
 
 /// Ask one ovsdb-server (its unix socket) for the ports. Bounded by `timeout` as a whole
 /// (connect, request and answer).
 pub fn query(sock: &Path, timeout: Duration) -> Result<Vec<OvsPort>> {
+    query_db(sock, timeout).map(|db| db.ports)
+}
+
+/// [`query`], with the bridges and the switch's identity.
+pub fn query_db(sock: &Path, timeout: Duration) -> Result<OvsDb> {
     let shown = sock.display();
     let deadline = Deadline::after(timeout);
     let failed = |e: std::io::Error| {
@@ -209,7 +341,7 @@ pub fn query(sock: &Path, timeout: Duration) -> Result<Vec<OvsPort>> {
             )));
         }
         match serde_json::from_slice::<Value>(&buf) {
-            Ok(v) => return parse(&v),
+            Ok(v) => return parse_db(&v),
             Err(e) if e.is_eof() => continue,
             Err(e) => return Err(Error::unknown(format!("OVSDB {shown}: bad JSON: {e}"))),
         }
@@ -307,6 +439,66 @@ mod tests {
                 .and_then(|p| p.tag),
             None
         );
+    }
+
+    #[test]
+    fn reads_a_real_compute_node_answer() {
+        let v: Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/ovsdb/compute-transact.json"
+        )))
+        .expect("json");
+        let db = parse_db(&v).expect("parses");
+        assert_eq!(db.hostname.as_deref(), Some("hv1"));
+        let vm = db.port("tapc6677132-b4").expect("vm tap");
+        assert_eq!(vm.ofport, Some(3));
+        assert_eq!(vm.tag, Some(1));
+        assert_eq!(vm.iface_status.as_deref(), Some("active"));
+        assert_eq!(
+            vm.vm_uuid.as_deref(),
+            Some("9b0b8a53-0000-4000-8000-000000000011")
+        );
+        assert_eq!(vm.in_bridge.as_deref(), Some("br-int"));
+        assert_eq!(
+            (vm.link_state.as_deref(), vm.error.as_deref()),
+            (Some("up"), None)
+        );
+        assert_eq!(
+            vm.port_config.get("segmentation_id").map(String::as_str),
+            Some("879")
+        );
+        assert_eq!(db.port("tap5a1e2b3c-4d").and_then(|p| p.tag), Some(4095));
+        // No such device: ofport -1 and the reason.
+        let bad = db.port("tap0bad0bad-00").expect("broken");
+        assert_eq!(bad.ofport, Some(-1));
+        assert!(
+            bad.error
+                .as_deref()
+                .is_some_and(|e| e.contains("No such device")),
+            "{bad:?}"
+        );
+        let vx = db.port("vxlan-c633640b").expect("tunnel");
+        assert_eq!(
+            (
+                vx.remote_ip.as_deref(),
+                vx.local_ip.as_deref(),
+                vx.key.as_deref()
+            ),
+            (Some("198.51.100.11"), Some("198.51.100.21"), Some("flow"))
+        );
+        assert_eq!(vx.in_bridge.as_deref(), Some("br-tun"));
+        assert!(db.userspace("br-int") && db.userspace("br-tun"));
+        assert_eq!(
+            db.bridge("br-int").map(|b| b.fail_mode.as_str()),
+            Some("secure")
+        );
+        // The older capture (no Open_vSwitch table) still parses.
+        let old: Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/ovsdb/transact.json"
+        )))
+        .expect("json");
+        assert!(parse_db(&old).expect("old").hostname.is_none());
     }
 
     #[test]

@@ -284,7 +284,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__walk)
-            opts="-v -h -V --timeout --mtu --gateway --mac --bird-socket --frr-dir --dhcp-hostsdir --flow --json --verbose --config --help --version"
+            opts="-v -h -V --timeout --mtu --gateway --mac --bird-socket --frr-dir --dhcp-hostsdir --flow --design --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -320,6 +320,10 @@ _vmpath() {
                     ;;
                 --flow)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --design)
+                    COMPREPLY=($(compgen -W "routed ovs" -- "${cur}"))
                     return 0
                     ;;
                 --config)

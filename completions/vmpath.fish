@@ -42,6 +42,8 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l bird-socket -d 'B
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l frr-dir -d 'FRR vty socket directory holding bgpd.vty (default: from the running bgpd\'s -N option)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l dhcp-hostsdir -d 'dnsmasq hosts dir (default: from the running dnsmasq\'s --dhcp-hostsdir)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER] (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l design -d 'The host\'s design (default: found by itself — ovs when the port is plugged into Open vSwitch, else routed)' -r -f -a "routed\t'A routed (L2-less) hypervisor: /32 per VM, proxy ARP, BGP'
+ovs\t'An Open vSwitch compute node of the overlay design: taps in br-int, VXLAN tunnels'"
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'

@@ -4,6 +4,7 @@ pub mod check;
 pub mod cli;
 pub mod cmd;
 pub mod collect;
+pub mod compute;
 pub mod config;
 pub mod error;
 #[doc(hidden)]

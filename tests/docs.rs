@@ -15,6 +15,12 @@ fn readme_lists_every_check_id_and_exit_code() {
             "README.md lacks exit code {code}"
         );
     }
+    for (id, _) in vmpath::check::ovs::OVS_CATALOGUE {
+        assert!(
+            readme.contains(&format!("`{id}`")),
+            "README.md does not list {id}"
+        );
+    }
     for (id, _) in vmpath::check::router::ROUTER_CATALOGUE {
         assert!(
             readme.contains(&format!("`{id}`")),

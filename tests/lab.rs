@@ -21,13 +21,19 @@ fn lab() -> Option<(&'static Lab, std::sync::MutexGuard<'static, ()>)> {
 }
 
 impl Lab {
-    /// Run a command inside hypervisor `ns`.
+    /// Run a command inside hypervisor `ns`, or on a simulated host of the HA part (gwA, gwB,
+    /// cmp1: its netns and its own mount namespace).
     fn exec(&self, ns: &str, cmd: &[&str]) -> Output {
+        let opt = if ["gwA", "gwB", "cmp1"].contains(&ns) {
+            "--host"
+        } else {
+            "--ns"
+        };
         Command::new(vmlab())
             .arg("exec")
             .arg("--dir")
             .arg(&self.dir)
-            .arg("--ns")
+            .arg(opt)
             .arg(ns)
             .args(cmd)
             .output()
@@ -219,6 +225,74 @@ fn healthy_lab_is_all_ok_on_bird_and_frr_hosts() {
         .contains("FRR"));
 }
 
+/// tvm1's port on the Open vSwitch compute node cmp1 (the HA part).
+const TVM1_PORT: &str = "e5f6a7b8-7c8d-4e9f-9a0b-9c0d1e2f3ab0";
+
+/// On the OVS compute node cmp1 the walk finds the design by itself: every target form gives
+/// the overlay walk, all ok, with none of the routed design's checks; `--design routed` forces
+/// the routed walk; `--design ovs` on a routed hypervisor names what is missing.
+#[test]
+fn the_compute_node_walk_is_all_ok_and_has_no_routed_check() {
+    let Some((lab, _g)) = lab() else { return };
+    let ovs_ids: BTreeSet<&str> = vmpath::check::ovs::OVS_CATALOGUE
+        .iter()
+        .map(|(i, _)| *i)
+        .collect();
+    for t in [
+        TVM1_PORT,
+        "e5f6a7b8-7c",
+        "tape5f6a7b8-7c",
+        "fa:16:3e:00:01:0b",
+    ] {
+        let (code, doc) = lab.walk("cmp1", t, &[]);
+        assert_eq!(code, 0, "cmp1 {t}:\n{}", describe(&doc));
+        assert_eq!(doc["design"], "ovs", "{t}");
+        assert_eq!(doc["port"]["port_id"], TVM1_PORT, "{t}");
+        assert_eq!(doc["port"]["plug"], "native", "{t}");
+        assert_eq!(doc["port"]["local_vlan"], 1, "{t}");
+        for id in [
+            "vif.tap",
+            "vif.mtu",
+            "vif.ovs",
+            "brint.tag",
+            "tunnel.port",
+            "tunnel.route",
+            "tunnel.mtu",
+        ] {
+            assert!(!check(&doc, id).is_empty(), "cmp1 {t}: no {id}");
+        }
+        for c in checks(&doc) {
+            let id = c["id"].as_str().unwrap_or("");
+            assert!(
+                ovs_ids.contains(id),
+                "cmp1 {t}: {id} is not a compute-node check"
+            );
+            for k in ["id", "hop", "status", "summary", "evidence"] {
+                assert!(c.get(k).is_some(), "{c} lacks {k}");
+            }
+        }
+    }
+    // Asked for, the routed design's walk runs there (and is wrong about it, as expected).
+    let (_, doc) = lab.walk("cmp1", TVM1_PORT, &["--design", "routed"]);
+    assert_eq!(doc["design"], "routed", "{doc}");
+    let (code, doc) = lab.walk("hv1", VM1_PORT, &["--design", "ovs"]);
+    assert_eq!(code, 64, "ovs walk on hv1: {doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ovsdb-server")),
+        "{doc}"
+    );
+    // A routed hypervisor is still walked as one.
+    let (code, doc) = lab.walk("hv1", VM1_PORT, &[]);
+    assert_eq!(
+        (code, doc["design"].as_str()),
+        (0, Some("routed")),
+        "{}",
+        describe(&doc)
+    );
+}
+
 #[test]
 fn every_target_form_finds_the_same_port() {
     let Some((lab, _g)) = lab() else { return };
@@ -402,6 +476,7 @@ fn the_fault_table_matches_the_lab() {
     let ids: BTreeSet<&str> = vmpath::check::CATALOGUE
         .iter()
         .chain(vmpath::check::router::ROUTER_CATALOGUE)
+        .chain(vmpath::check::ovs::OVS_CATALOGUE)
         .map(|(i, _)| *i)
         .collect();
     for f in &rows {
@@ -1708,6 +1783,7 @@ fn the_variant_table_matches_the_lab() {
     let ids: BTreeSet<&str> = vmpath::check::CATALOGUE
         .iter()
         .chain(vmpath::check::router::ROUTER_CATALOGUE)
+        .chain(vmpath::check::ovs::OVS_CATALOGUE)
         .map(|(id, _)| *id)
         .collect();
     for v in variants() {

@@ -88,6 +88,22 @@ NFTEOF
         ovsctl "$HA_FAULT_GW" set Port "$(tap_of "$HA_QR_PORT")" "tag=$HA_DEAD_TAG"
         poll_until 5 ovs_tag_is "$HA_FAULT_GW" "$(tap_of "$HA_QR_PORT")" "$HA_DEAD_TAG" || msg "warning: tag not set"
         ;;
+    # The compute node cmp1 (the overlay design's `vmpath walk`).
+    cmp-dead-port)
+        ovsctl "$HA_CMP" set Port "$(tap_of "$HA_VM_PORT")" "tag=$HA_DEAD_TAG"
+        poll_until 5 ovs_tag_is "$HA_CMP" "$(tap_of "$HA_VM_PORT")" "$HA_DEAD_TAG" || msg "warning: tag not set"
+        ;;
+    cmp-tap-mtu)
+        # OVS re-applies an mtu_request: drop it first (os-vif sets none for a plain tap).
+        ovsctl "$HA_CMP" clear Interface "$(tap_of "$HA_VM_PORT")" mtu_request
+        ip -n "$HA_CMP" link set "$(tap_of "$HA_VM_PORT")" mtu "$HA_FAULT_TAP_MTU"
+        ;;
+    cmp-underlay-mtu)
+        ip -n "$HA_CMP" link set "$(ha_link "$HA_CMP" host_if)" mtu "$HA_FAULT_UL_MTU"
+        ;;
+    cmp-tunnel-down)
+        ip -n "$HA_CMP" link set "$(vxlan_if)" down
+        ;;
     esac
 }
 
@@ -138,6 +154,19 @@ ha_heal() {
         ;;
     ovs-dead-port)
         ovsctl "$HA_FAULT_GW" set Port "$(tap_of "$HA_QR_PORT")" "tag=$HA_TAG"
+        ;;
+    cmp-dead-port)
+        ovsctl "$HA_CMP" set Port "$(tap_of "$HA_VM_PORT")" "tag=$HA_TAG"
+        ;;
+    cmp-tap-mtu)
+        ip -n "$HA_CMP" link set "$(tap_of "$HA_VM_PORT")" mtu "$HA_MTU"
+        ovsctl "$HA_CMP" set Interface "$(tap_of "$HA_VM_PORT")" "mtu_request=$HA_MTU"
+        ;;
+    cmp-underlay-mtu)
+        ip -n "$HA_CMP" link set "$(ha_link "$HA_CMP" host_if)" mtu "$HA_UL_MTU"
+        ;;
+    cmp-tunnel-down)
+        ip -n "$HA_CMP" link set "$(vxlan_if)" up
         ;;
     esac
     case $name in

@@ -254,7 +254,7 @@ EOF
         poll_until 10 probe_blackhole_visible ||
             msg "warning: the sample flows do not show the blackhole: $(probe_syn_results | tr '\n' ';')"
         ;;
-    vrrp-split-brain | keepalived-killed | no-primary | conntrack-full | mtu-mismatch | gw-no-advertise | ovs-dead-port)
+    vrrp-split-brain | keepalived-killed | no-primary | conntrack-full | mtu-mismatch | gw-no-advertise | ovs-dead-port | cmp-dead-port | cmp-tap-mtu | cmp-underlay-mtu | cmp-tunnel-down)
         ha_plant "$name"
         ;;
     *) die "unknown fault: $name" ;;
@@ -345,7 +345,7 @@ heal() {
             nsx "$PROBE_BLACKHOLE_GW" nft delete table inet vmlab_fault
         fi
         ;;
-    vrrp-split-brain | keepalived-killed | no-primary | conntrack-full | mtu-mismatch | gw-no-advertise | ovs-dead-port)
+    vrrp-split-brain | keepalived-killed | no-primary | conntrack-full | mtu-mismatch | gw-no-advertise | ovs-dead-port | cmp-dead-port | cmp-tap-mtu | cmp-underlay-mtu | cmp-tunnel-down)
         ha_heal "$name"
         ;;
     *) die "unknown fault: $name" ;;

@@ -102,7 +102,7 @@ readonly HA_EXT_NET=198.18.40.0/24 HA_EXT_GW=198.18.40.1 HA_QG_IP=198.18.40.10
 readonly HA_HA_NET=169.254.192.0/18
 readonly HA_VNI=1001 HA_HA_VNI=1002 HA_MTU=1450 HA_UL_MTU=1500 HA_EXT_MTU=1500
 # mtu-mismatch: gwA's underlay MTU while the fault is planted (1450 + 50 no longer fits).
-readonly HA_FAULT_UL_MTU=1480
+readonly HA_FAULT_UL_MTU=1480 HA_FAULT_TAP_MTU=1400
 readonly HA_QR_PORT=0e5f3a7b-1c2d-4e8f-9a0b-3c4d5e6f7a54 HA_QR_MAC=fa:16:3e:00:02:01
 readonly HA_QG_PORT=5a6b7c8d-2e3f-4a0b-8c1d-4e5f6a7b8c65 HA_QG_MAC=fa:16:3e:00:02:02
 readonly HA_VM_PORT=e5f6a7b8-7c8d-4e9f-9a0b-9c0d1e2f3ab0 HA_VM_MAC=fa:16:3e:00:01:0b

@@ -4,6 +4,7 @@ pub mod bgp;
 pub mod dhcp;
 pub mod host;
 pub mod metadata;
+pub mod ovs;
 pub mod router;
 pub mod sg;
 
@@ -111,11 +112,20 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ),
 ];
 
-/// The catalogue as help text.
+/// The catalogues as help text: the routed hypervisor's, then the OVS compute node's.
 pub fn catalogue_help() -> String {
-    let w = CATALOGUE.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
-    let mut s = String::from("Checks (stable ids, in path order):\n");
+    let w = CATALOGUE
+        .iter()
+        .chain(ovs::OVS_CATALOGUE)
+        .map(|(id, _)| id.len())
+        .max()
+        .unwrap_or(0);
+    let mut s = String::from("Checks on a routed hypervisor (stable ids, in path order):\n");
     for (id, what) in CATALOGUE {
+        s.push_str(&format!("  {id:<w$}  {what}\n"));
+    }
+    s.push_str("\nChecks on an Open vSwitch compute node (stable ids, in path order):\n");
+    for (id, what) in ovs::OVS_CATALOGUE {
         s.push_str(&format!("  {id:<w$}  {what}\n"));
     }
     s

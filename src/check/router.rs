@@ -35,7 +35,7 @@ pub const ROUTER_CATALOGUE: &[(&str, &str)] = &[
 
 /// Bytes a tunnel adds to the frame it carries: outer IP, UDP and VXLAN (or Geneve) header and
 /// the inner Ethernet header; GRE (Open vSwitch's `gre` is Ethernet over GRE) adds 4 + 14.
-fn overhead(kind: &str, v6_underlay: bool) -> u32 {
+pub fn overhead(kind: &str, v6_underlay: bool) -> u32 {
     let ip = if v6_underlay { 40 } else { 20 };
     match kind {
         "gre" => ip + 4 + 14,
@@ -190,16 +190,8 @@ pub fn vxlan_checks(host: &HostNet, ovs: &[crate::collect::ovsdb::OvsPort]) -> V
         .iter()
         .filter(|l| l.kind.as_deref() == Some("vxlan") && !ovs_owned(&l.name))
     {
-        // The underlay: the device given with `dev`, else the one the routes send the remote to.
-        let under = vx
-            .lower
-            .or_else(|| vx.remote.and_then(|r| host.oif_for(r)))
-            .or_else(|| {
-                // Unicast VXLAN with FDB entries: the device holding the local VTEP address.
-                let local = vx.local?;
-                host.addrs.iter().find(|a| a.addr == local).map(|a| a.index)
-            })
-            .and_then(|i| host.link_by_index(i));
+        // The underlay: `dev`, the route to the remote, or where the local VTEP address is.
+        let under = host.tunnel_underlay(vx);
         let Some(under) = under else {
             out.push(
                 Check::unknown(

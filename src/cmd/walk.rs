@@ -1,10 +1,11 @@
 //! `vmpath walk TARGET`: arguments and rendering; the work is in `crate::walk` (and, on a
 //! gateway node, `crate::gateway`).
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::args::{self, GlobalArgs, PortArgs};
 use crate::collect::caps;
+use crate::compute;
 use crate::error::{Error, Result};
 use crate::gateway::{self, RouterTarget};
 use crate::output::{self, Style};
@@ -19,6 +20,19 @@ pub struct WalkArgs {
     /// (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM
     #[arg(long, value_name = "FLOW")]
     pub flow: Option<String>,
+    /// The host's design (default: found by itself — ovs when the port is plugged into Open
+    /// vSwitch, else routed)
+    #[arg(long, value_enum, value_name = "DESIGN")]
+    pub design: Option<Design>,
+}
+
+/// Which design's walk to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Design {
+    /// A routed (L2-less) hypervisor: /32 per VM, proxy ARP, BGP
+    Routed,
+    /// An Open vSwitch compute node of the overlay design: taps in br-int, VXLAN tunnels
+    Ovs,
 }
 
 pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
@@ -32,6 +46,22 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
     if matches!(opts.target, Target::PortId(_) | Target::PortPrefix(_)) {
         if let Some(r) = gateway::router_for(&opts.target, &gw) {
             return walk_router(g, &r, gw);
+        }
+    }
+    if a.design != Some(Design::Routed) {
+        let copts = compute::Options {
+            target: opts.target.clone(),
+            timeout: opts.timeout,
+            mtu: opts.overrides.mtu,
+            mac: opts.overrides.mac.clone(),
+            ovsdb: Vec::new(),
+            trust: opts.sources.trust.clone(),
+        };
+        match compute::run(&copts) {
+            Ok(w) => return walk_compute(g, &w),
+            // Not an OVS port here: the routed design's walk (unless OVS was asked for).
+            Err(Error::NotHere(_)) if a.design.is_none() => {}
+            Err(e) => return Err(e),
         }
     }
     let walked = match walk::run(&opts) {
@@ -79,6 +109,41 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
         )
     });
     Ok(output::exit_after("walk", res, report.exit_code))
+}
+
+/// Render the walk of an Open vSwitch compute node's port.
+fn walk_compute(g: &GlobalArgs, w: &compute::Walked) -> Result<u8> {
+    if let Some(path) = std::env::var_os("VMPATH_FACTS_OUT") {
+        output::write_facts(std::path::Path::new(&path), &w.facts);
+    }
+    let r = &w.report;
+    let res = output::emit(g.json, r, |out| {
+        let style = Style::detect(g.verbose);
+        writeln!(
+            out,
+            "vmpath walk {} on {} (Open vSwitch compute node): port {} on {} ({} plug, OVS {} in {}; matched by {})",
+            r.target,
+            r.host,
+            if r.port.port_id.is_empty() { "?" } else { &r.port.port_id },
+            r.port.tap,
+            r.port.plug,
+            r.port.ovs_interface,
+            r.port.bridge,
+            r.port.matched_by
+        )?;
+        output::render_checks(out, &r.checks, style)?;
+        writeln!(
+            out,
+            "{}",
+            output::verdict_line(
+                r.verdict,
+                &r.checks,
+                &format!(" ({} checks in {} ms)", r.checks.len(), r.elapsed_ms),
+                style
+            )
+        )
+    });
+    Ok(output::exit_after("walk", res, r.exit_code))
 }
 
 /// What `vmpath router ID` would read on this node, with the walk's timeout and sources.

@@ -198,6 +198,20 @@ impl HostNet {
             .and_then(|r| r.nexthops.iter().find_map(|h| h.oif))
     }
 
+    /// The underlay device of a kernel tunnel device (VXLAN, Geneve, GRE): its `dev`, else the
+    /// device the routes send its remote to, else (unicast VXLAN with FDB entries) the device
+    /// holding its local VTEP address.
+    pub fn tunnel_underlay(&self, tunnel: &Link) -> Option<&Link> {
+        tunnel
+            .lower
+            .or_else(|| tunnel.remote.and_then(|r| self.oif_for(r)))
+            .or_else(|| {
+                let local = tunnel.local?;
+                self.addrs.iter().find(|a| a.addr == local).map(|a| a.index)
+            })
+            .and_then(|i| self.link_by_index(i))
+    }
+
     pub fn host_routes_via(&self, index: u32) -> impl Iterator<Item = &Route> {
         self.main_routes()
             .filter(move |r| r.prefix_len == host_len(&r.dst) && r.oifs().any(|o| o == index))

@@ -12,6 +12,7 @@ mod resolve;
 pub mod target;
 #[cfg(test)]
 mod tests;
+pub mod vif;
 
 use std::net::IpAddr;
 

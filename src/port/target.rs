@@ -76,6 +76,12 @@ impl Target {
         if is_port_prefix(s) {
             return Ok(Target::PortPrefix(s.to_ascii_lowercase()));
         }
+        // A hybrid plug's devices (os-vif: qbr, qvb, qvo + the port prefix) name the port too.
+        if let Some(rest) = ["qbr", "qvb", "qvo"].iter().find_map(|p| s.strip_prefix(p)) {
+            if is_port_prefix(&rest.to_ascii_lowercase()) {
+                return Ok(Target::Tap(s.to_string()));
+            }
+        }
         if let Some(rest) = s.strip_prefix("tap") {
             if rest.len() == PORT_PREFIX_LEN && is_port_prefix(&rest.to_ascii_lowercase()) {
                 return Ok(Target::Tap(s.to_string()));

@@ -35,6 +35,8 @@ pub struct WalkOptions {
 pub struct WalkReport {
     pub target: String,
     pub host: String,
+    /// `routed` (this walk); `ovs` for a compute node's (`crate::compute`).
+    pub design: &'static str,
     pub verdict: Status,
     pub exit_code: u8,
     pub port: PortReport,
@@ -85,6 +87,7 @@ pub fn run(opts: &WalkOptions) -> Result<Walked> {
     let report = WalkReport {
         target: opts.target.to_string(),
         host: facts.host.clone(),
+        design: "routed",
         verdict: v,
         exit_code: crate::model::exit_code(v),
         port: PortReport::of(&port),

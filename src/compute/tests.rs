@@ -1,0 +1,374 @@
+//! The compute walk's checks replayed on facts captured from the lab's OVS compute node cmp1
+//! (`lab/capture-facts`), healthy and with faults, and on variants of them: each fault fails its
+//! check and nothing else; each valid variant of a real deployment is healthy.
+
+use super::*;
+use crate::collect::netlink::Link;
+use crate::collect::ovsdb::{OvsDb, OvsPort};
+use crate::port::vif;
+
+/// A change planted in captured facts.
+type Plant = Box<dyn Fn(&mut Facts)>;
+
+const TVM1: &str = "e5f6a7b8-7c8d-4e9f-9a0b-9c0d1e2f3ab0";
+const TAP: &str = "tape5f6a7b8-7c";
+
+fn captured(name: &str) -> (Facts, serde_json::Value) {
+    let (facts, report) = crate::testing::capture(name);
+    (
+        serde_json::from_value(facts).expect("compute facts"),
+        report,
+    )
+}
+
+fn healthy() -> Facts {
+    captured("walk-cmp1-tvm1-healthy").0
+}
+
+fn db(f: &mut Facts) -> &mut OvsDb {
+    f.ovsdb.as_mut().expect("OVSDB answered")
+}
+
+fn iface<'a>(f: &'a mut Facts, name: &str) -> &'a mut OvsPort {
+    db(f)
+        .ports
+        .iter_mut()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no OVS interface {name}"))
+}
+
+fn link<'a>(f: &'a mut Facts, name: &str) -> &'a mut Link {
+    f.net
+        .links
+        .iter_mut()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no link {name}"))
+}
+
+fn run(f: &Facts, mtu: Option<u32>, mac: Option<&str>) -> Vec<Check> {
+    let vif =
+        vif::resolve(&Target::PortId(TVM1.into()), f.ovsdb.as_ref().expect("db")).expect("vif");
+    checks(f, &vif, mtu, mac)
+}
+
+/// (id, status) of the checks that are not ok.
+fn not_ok(checks: &[Check]) -> Vec<(String, Status)> {
+    checks
+        .iter()
+        .filter(|c| c.status != Status::Ok)
+        .map(|c| (c.id.to_string(), c.status))
+        .collect()
+}
+
+fn only(checks: &[Check], id: &str, status: Status) {
+    assert_eq!(
+        not_ok(checks),
+        vec![(id.to_string(), status)],
+        "{:#?}",
+        checks
+            .iter()
+            .filter(|c| c.status != Status::Ok)
+            .collect::<Vec<_>>()
+    );
+    let c = checks.iter().find(|c| c.id == id).expect("the check");
+    assert!(c.fix.is_some(), "{id} without a fix: {c:?}");
+}
+
+#[test]
+fn the_captured_healthy_node_is_all_ok_as_the_recorded_report() {
+    let (f, report) = captured("walk-cmp1-tvm1-healthy");
+    let checks = run(&f, None, None);
+    assert!(not_ok(&checks).is_empty(), "{checks:#?}");
+    let ids: Vec<&str> = checks.iter().map(|c| c.id).collect();
+    let recorded: Vec<&str> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, recorded);
+    // Path order, and nothing of the routed design.
+    let order: Vec<&str> = crate::check::ovs::OVS_CATALOGUE
+        .iter()
+        .map(|(i, _)| *i)
+        .collect();
+    let pos: Vec<usize> = ids
+        .iter()
+        .map(|i| order.iter().position(|o| o == i).expect("in the catalogue"))
+        .collect();
+    assert!(pos.windows(2).all(|w| w[0] <= w[1]), "{ids:?}");
+}
+
+#[test]
+fn the_captured_tap_mtu_fault_fails_vif_mtu_only() {
+    let (f, report) = captured("walk-cmp1-tvm1-tap-mtu");
+    let checks = run(&f, None, None);
+    only(&checks, "vif.mtu", Status::Fail);
+    assert_eq!(report["verdict"], "fail");
+    let c = checks.iter().find(|c| c.id == "vif.mtu").expect("vif.mtu");
+    assert!(
+        c.evidence.iter().any(|e| e.contains("local VLAN 1")),
+        "{c:?}"
+    );
+    // With the network MTU given, the same.
+    only(&run(&f, Some(1450), None), "vif.mtu", Status::Fail);
+}
+
+#[test]
+fn each_fault_fails_its_own_check() {
+    let cases: Vec<(&str, Plant, &str, Status)> = vec![
+        (
+            "dead VLAN",
+            Box::new(|f| iface(f, TAP).tag = Some(4095)),
+            "brint.tag",
+            Status::Fail,
+        ),
+        (
+            "never bound",
+            Box::new(|f| iface(f, TAP).tag = None),
+            "brint.tag",
+            Status::Fail,
+        ),
+        (
+            "interface error",
+            Box::new(|f| {
+                let i = iface(f, TAP);
+                i.ofport = Some(-1);
+                i.error = Some("could not open network device (No such device)".into());
+            }),
+            "vif.ovs",
+            Status::Fail,
+        ),
+        (
+            "no ofport yet",
+            Box::new(|f| iface(f, TAP).ofport = None),
+            "vif.ovs",
+            Status::Fail,
+        ),
+        (
+            "no attached-mac",
+            Box::new(|f| iface(f, TAP).attached_mac = None),
+            "vif.ovs",
+            Status::Fail,
+        ),
+        (
+            "iface-status inactive",
+            Box::new(|f| iface(f, TAP).iface_status = Some("inactive".into())),
+            "vif.ovs",
+            Status::Warn,
+        ),
+        (
+            "tap admin down",
+            Box::new(|f| link(f, TAP).admin_up = false),
+            "vif.tap",
+            Status::Fail,
+        ),
+        (
+            "no carrier",
+            Box::new(|f| link(f, TAP).oper = "down".into()),
+            "vif.tap",
+            Status::Fail,
+        ),
+        (
+            "tunnel down",
+            Box::new(|f| {
+                let l = link(f, "vxlan-1001");
+                l.admin_up = false;
+                l.oper = "down".into();
+            }),
+            "tunnel.port",
+            Status::Fail,
+        ),
+        (
+            "underlay MTU",
+            Box::new(|f| link(f, "eth-tor3").mtu = 1480),
+            "tunnel.mtu",
+            Status::Fail,
+        ),
+        (
+            "no underlay address",
+            Box::new(|f| f.net.addrs.retain(|a| a.addr.to_string() != "198.18.41.5")),
+            "tunnel.route",
+            Status::Fail,
+        ),
+        (
+            "tap MTU above the network's",
+            Box::new(|f| {
+                link(f, TAP).mtu = 1500;
+                iface(f, TAP).mtu_request = None;
+            }),
+            "vif.mtu",
+            Status::Warn,
+        ),
+    ];
+    for (what, plant, id, status) in cases {
+        let mut f = healthy();
+        plant(&mut f);
+        let checks = run(&f, None, None);
+        assert_eq!(
+            not_ok(&checks),
+            vec![(id.to_string(), status)],
+            "{what}: {:#?}",
+            checks
+                .iter()
+                .filter(|c| c.status != Status::Ok)
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn a_missing_tap_is_one_failure() {
+    let mut f = healthy();
+    f.net.links.retain(|l| l.name != TAP);
+    let checks = run(&f, None, None);
+    let bad = not_ok(&checks);
+    assert_eq!(bad[0], ("vif.tap".into(), Status::Fail), "{checks:#?}");
+    // The chain's MTU cannot be measured then: unknown, pointing at vif.tap; nothing else.
+    assert_eq!(
+        bad[1..],
+        [("vif.mtu".to_string(), Status::Unknown)],
+        "{checks:#?}"
+    );
+}
+
+#[test]
+fn a_mac_other_than_ovsdb_s_fails_vif_ovs() {
+    let checks = run(&healthy(), None, Some("fa:16:3e:99:99:99"));
+    only(&checks, "vif.ovs", Status::Fail);
+}
+
+#[test]
+fn ovsdb_not_answering_is_unknown_not_a_failure() {
+    let mut f = healthy();
+    let vif =
+        vif::resolve(&Target::PortId(TVM1.into()), f.ovsdb.as_ref().expect("db")).expect("vif");
+    f.ovsdb = Err(crate::error::Error::unknown(
+        "OVSDB /run/openvswitch/db.sock did not answer within 2s",
+    ));
+    let checks = checks(&f, &vif, None, None);
+    assert_eq!(not_ok(&checks), vec![("vif.ovs".into(), Status::Unknown)]);
+}
+
+/// Valid layouts of real compute nodes: each is healthy.
+#[test]
+fn healthy_variants_raise_no_alarm() {
+    let cases: Vec<(&str, Plant)> = vec![
+        // A provider (VLAN) network: no overlay, no tunnel to judge.
+        (
+            "vlan network without tunnels",
+            Box::new(|f| {
+                db(f).ports.retain(|p| p.name != "vxlan-1001");
+                iface(f, TAP)
+                    .port_config
+                    .insert("network_type".into(), "vlan".into());
+            }),
+        ),
+        // No network type recorded and no tunnel at all.
+        (
+            "no tunnel, no record",
+            Box::new(|f| {
+                db(f).ports.retain(|p| p.name != "vxlan-1001");
+                iface(f, TAP).port_config.clear();
+            }),
+        ),
+        // os-vif sets no mtu_request for a plain tap; the VLAN's other port agrees.
+        (
+            "no mtu_request",
+            Box::new(|f| iface(f, TAP).mtu_request = None),
+        ),
+        // A jumbo underlay.
+        (
+            "jumbo underlay",
+            Box::new(|f| link(f, "eth-tor3").mtu = 9000),
+        ),
+    ];
+    for (what, plant) in cases {
+        let mut f = healthy();
+        plant(&mut f);
+        let checks = run(&f, None, None);
+        assert!(not_ok(&checks).is_empty(), "{what}: {checks:#?}");
+    }
+}
+
+/// A hybrid plug (tap → qbr → qvb ↔ qvo, the qvo in br-int), built from the captured node:
+/// complete, it is ok; each broken piece fails vif.chain.
+#[test]
+fn the_hybrid_chain_is_checked_device_by_device() {
+    let hybrid = || {
+        let mut f = healthy();
+        iface(&mut f, TAP).name = "qvoe5f6a7b8-7c".into();
+        let tap = link(&mut f, TAP).clone();
+        let next = f.net.links.iter().map(|l| l.index).max().unwrap_or(0) + 1;
+        let qbr = Link {
+            index: next,
+            name: "qbre5f6a7b8-7c".into(),
+            kind: Some("bridge".into()),
+            master: None,
+            lower: None,
+            ..tap.clone()
+        };
+        let qvb = Link {
+            index: next + 1,
+            name: "qvbe5f6a7b8-7c".into(),
+            kind: Some("veth".into()),
+            master: Some(next),
+            lower: Some(next + 2),
+            ..tap.clone()
+        };
+        let qvo = Link {
+            index: next + 2,
+            name: "qvoe5f6a7b8-7c".into(),
+            kind: Some("veth".into()),
+            master: None,
+            lower: Some(next + 1),
+            ..tap.clone()
+        };
+        link(&mut f, TAP).master = Some(next);
+        f.net.links.extend([qbr, qvb, qvo]);
+        f
+    };
+    let run_h = |f: &Facts| {
+        let v = vif::resolve(&Target::Tap(TAP.into()), f.ovsdb.as_ref().expect("db")).expect("vif");
+        assert!(v.hybrid.is_some());
+        checks(f, &v, None, None)
+    };
+    let f = hybrid();
+    let c = run_h(&f);
+    assert!(not_ok(&c).is_empty(), "{c:#?}");
+    assert!(c.iter().any(|c| c.id == "vif.chain"));
+    let breaks: Vec<(&str, Plant)> = vec![
+        ("tap not in qbr", Box::new(|f| link(f, TAP).master = None)),
+        (
+            "no qbr",
+            Box::new(|f| f.net.links.retain(|l| l.name != "qbre5f6a7b8-7c")),
+        ),
+        (
+            "qvo down",
+            Box::new(|f| link(f, "qvoe5f6a7b8-7c").oper = "down".into()),
+        ),
+        (
+            "not peers",
+            Box::new(|f| link(f, "qvoe5f6a7b8-7c").lower = Some(1)),
+        ),
+    ];
+    for (what, plant) in breaks {
+        let mut f = hybrid();
+        plant(&mut f);
+        let c = run_h(&f);
+        let bad = not_ok(&c);
+        assert!(
+            bad.contains(&("vif.chain".to_string(), Status::Fail)),
+            "{what}: {c:#?}"
+        );
+        assert!(
+            bad.iter()
+                .all(|(id, _)| id == "vif.chain" || id == "vif.mtu"),
+            "{what}: {bad:?}"
+        );
+    }
+    // An MTU differing inside the chain: vif.mtu, not vif.chain.
+    let mut f = hybrid();
+    link(&mut f, "qvbe5f6a7b8-7c").mtu = 1400;
+    assert_eq!(not_ok(&run_h(&f)), vec![("vif.mtu".into(), Status::Fail)]);
+}

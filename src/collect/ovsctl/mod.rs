@@ -28,7 +28,7 @@ pub use flows::{parse_dump_flows, Flow};
 pub use replies::{
     parse_dpif_show, parse_route_lookup, parse_route_show, parse_tnl_neigh, parse_version,
 };
-pub use trace::{parse_trace, Outcome, Pass, TableHit, Trace, TunnelExit};
+pub use trace::{parse_trace, Exits, Outcome, Pass, TableHit, TableRef, Trace, TunnelExit};
 
 use super::deadline::{connect_unix, read_json_by, write_all_by, Deadline, JsonReadError};
 use super::procs::Process;
@@ -504,7 +504,7 @@ mod tests {
         } else {
             mine
         };
-        let f = discover(&[process(4002, &arg, 65534)], &Policy { uids: vec![65534] });
+        let f = discover(&[process(4002, &arg, 4242)], &Policy { uids: vec![4242] });
         let why = f[0].untrusted.as_deref().unwrap_or_default();
         assert!(why.contains(&format!("belongs to uid {owner}")), "{why}");
         if mine == 0 {

@@ -185,18 +185,16 @@ fn lone_socket(dir: &Path) -> Option<Vswitchd> {
     })
 }
 
-/// A process's environment (`NAME=value` strings), empty when unreadable.
+/// A process's environment (`NAME=value` strings, at most 1 MiB), empty when unreadable.
 fn environ(pid: u32) -> Vec<String> {
-    let path = PathBuf::from(format!("/proc/{pid}/environ"));
-    match std::fs::File::open(&path) {
-        Ok(f) => {
-            use std::io::Read;
-            let mut raw = Vec::new();
-            let _ = f.take(1 << 20).read_to_end(&mut raw);
-            super::procs::parse_cmdline(&raw)
-        }
-        Err(_) => Vec::new(),
-    }
+    super::files::read_text(Path::new(&format!("/proc/{pid}/environ")), 1 << 20)
+        .map(|e| {
+            e.split('\0')
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A process's pid in its own PID namespace (the last of `NSpid:`), else `pid`.

@@ -448,12 +448,12 @@ impl Reading {
         }
     }
 
-    /// The finished pass; tables under the first header of a resumed pass get the bridge that
-    /// ran the `ct()` it resumed from (`ct_bridge`: resume table → bridge).
+    /// The finished pass; tables under the first header of a resumed pass (or under none) get
+    /// the bridge that ran the `ct()` it resumed from (`ct_bridge`: resume table → bridge).
     fn finish(mut self, ct_bridge: &mut BTreeMap<u8, String>) -> Pass {
         if let Some(b) = self.pass.resumed_at.and_then(|t| ct_bridge.get(&t)) {
             for (hit, header) in self.pass.tables.iter_mut().zip(&self.header_of) {
-                if *header == Some(0) {
+                if *header == Some(0) || hit.bridge.is_empty() {
                     hit.bridge = b.clone();
                 }
             }

@@ -269,7 +269,7 @@ for d in "$SEEDS"/*/; do
     fi
     case $t in
         walk_facts) budget=90000 ;;
-        gateway_facts | frr_vty | nft_json) budget=64000 ;;
+        gateway_facts | frr_vty | nft_json | ovsctl) budget=64000 ;;
         *) budget=32000 ;;
     esac
     tmp=$(mktemp -d)

@@ -2,14 +2,17 @@
 # Seed the fuzz corpora from the captured fixtures: writes every seed into DIR/<target>/ (default
 # fuzz/seeds, not committed), then, when the fuzz targets are built (`cargo fuzz build`), keeps in
 # fuzz/corpus/<target>/ only the seeds that add coverage (libFuzzer's -merge=1), under their
-# readable names. Without built targets every seed is copied. Rerun after adding fixtures.
+# readable names. Without built targets every seed is copied. Rerun after adding fixtures; name
+# targets to rewrite only their corpora.
 #
-#   fuzz/seed.sh            # seed and minimize into fuzz/corpus/
-#   fuzz/seed.sh --no-min   # seed only (fuzz/seeds/)
+#   fuzz/seed.sh                  # seed and minimize into fuzz/corpus/
+#   fuzz/seed.sh --no-min         # seed only (fuzz/seeds/)
+#   fuzz/seed.sh ovsctl ovsdb     # seed all, minimize into fuzz/corpus/ovsctl and ovsdb only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIN=1
-[[ ${1:-} == --no-min ]] && MIN=0
+[[ ${1:-} == --no-min ]] && { MIN=0; shift; }
+ONLY=("$@")
 SEEDS=fuzz/seeds
 rm -rf "$SEEDS"
 mkdir -p "$SEEDS"
@@ -162,6 +165,19 @@ put("keepalived", "neutron.conf", "[DEFAULT]\nstate_path = /data/neutron\n[agent
 # OVSDB answer to the Interface/Port transact.
 put("ovsdb", "transact.json", read(f"{FX}/ovsdb/transact.json"))
 
+# ovs-vswitchd unixctl replies: every captured output as text, and the JSON-RPC replies of the
+# wire captures (the RECV lines that are whole).
+for p in sorted(glob.glob(f"{FX}/ovs/*.txt") + glob.glob(f"{FX}/ovs/agents/*.txt")):
+    put("ovsctl", p.split("/")[-2] + "-" + base(p), read(p))
+for p in sorted(glob.glob(f"{FX}/ovs/*.wire")):
+    for line in read(p).splitlines():
+        if line.startswith(b"RECV "):
+            try:
+                json.loads(line[5:])
+            except ValueError:
+                continue
+            put("ovsctl", base(p).replace(".wire", ".json"), line[5:])
+
 # Sockets and conntrack: captured /proc/net/tcp[6], this machine's conntrack stat and a
 # NETLINK_SOCK_DIAG dump of its TCP listeners (with a listener of our own).
 put("proc_net", "proc-net-tcp", read(f"{FX}/fw/proc-net-tcp"))
@@ -241,6 +257,9 @@ done
 BIN=fuzz/target/x86_64-unknown-linux-gnu/release
 for d in "$SEEDS"/*/; do
     t=$(basename "$d")
+    if ((${#ONLY[@]})) && [[ " ${ONLY[*]} " != *" $t "* ]]; then
+        continue
+    fi
     rm -rf "fuzz/corpus/$t"
     mkdir -p "fuzz/corpus/$t"
     if [[ ! -x $BIN/$t ]]; then
@@ -250,7 +269,7 @@ for d in "$SEEDS"/*/; do
     fi
     case $t in
         walk_facts) budget=90000 ;;
-        gateway_facts | frr_vty | nft_json) budget=64000 ;;
+        gateway_facts | frr_vty | nft_json | ovsctl) budget=64000 ;;
         *) budget=32000 ;;
     esac
     tmp=$(mktemp -d)

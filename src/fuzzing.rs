@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::collect::bgp::{bird, frr};
 use crate::collect::firewall::{iptables, nft, xtnl, Backend, Family, FirewallFacts};
-use crate::collect::{dnsmasq, keepalived, nftables, nsscan, ovsdb, procs, sockets, vrrp};
+use crate::collect::{dnsmasq, keepalived, nftables, nsscan, ovsctl, ovsdb, procs, sockets, vrrp};
 
 /// A target's entry: it takes the raw fuzz input.
 pub type Entry = fn(&[u8]);
@@ -33,6 +33,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("cmdline", cmdline),
     ("keepalived", keepalived),
     ("ovsdb", ovsdb),
+    ("ovsctl", ovsctl),
     ("proc_net", proc_net),
     ("packet", packet),
     ("config", config),
@@ -369,6 +370,62 @@ pub fn ovsdb(data: &[u8]) {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
         black_box(ovsdb::parse(&v).ok());
     }
+}
+
+/// An ovs-vswitchd unixctl reply: the bytes as the JSON-RPC reply (to request 0), and the text
+/// (the reply's `result` when it is one, else the bytes) as each command's output: an
+/// `ofproto/trace` with its verdict and every pass's exits, a flow dump with br-tun's and
+/// br-int's readings, the route lookup and table (asked about the first route's own prefix), the
+/// neighbor cache, `dpif/show` (each datapath port looked up) and `version`.
+pub fn ovsctl(data: &[u8]) {
+    let raw = text(data);
+    let mut t = raw.to_string();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
+        if let Ok(ovsctl::Reply::Ok(r) | ovsctl::Reply::Error(r)) = ovsctl::parse_reply(&v, 0) {
+            t = r;
+        }
+    }
+    let trace = ovsctl::parse_trace(&t);
+    black_box(trace.verdict());
+    for p in &trace.passes {
+        black_box((p.exits(), p.drop_point()));
+    }
+    use ovsctl::flows;
+    let dump = ovsctl::parse_dump_flows(&t);
+    for f in dump.iter().take(64) {
+        black_box((
+            f.vlan(),
+            f.tun_id(),
+            f.sets_tun_id(),
+            f.sets_vlan(),
+            f.outputs(),
+        ));
+    }
+    for m in flows::vlan_vnis(&dump).iter().take(8) {
+        black_box((
+            flows::vni_of_vlan(&dump, m.vlan),
+            flows::vlan_of_vni(&dump, m.vni),
+        ));
+    }
+    black_box((flows::floods(&dump), flows::unicasts(&dump)));
+    black_box(flows::dropped_in_ports(&dump));
+    black_box(ovsctl::parse_route_lookup(&t));
+    let routes = ovsctl::parse_route_show(&t);
+    let mut ips: Vec<IpAddr> = probe_ips().to_vec();
+    ips.extend(routes.iter().take(4).map(|r| r.prefix));
+    for ip in ips {
+        black_box(ovsctl::replies::route_for(&routes, ip));
+    }
+    black_box(ovsctl::parse_tnl_neigh(&t));
+    let dp = ovsctl::parse_dpif_show(&t);
+    for b in dp.iter().take(4) {
+        for p in b.ports.iter().take(16) {
+            if let Some(n) = p.dp_port {
+                black_box(ovsctl::replies::dp_port_name(&dp, Some(&b.datapath), n));
+            }
+        }
+    }
+    black_box(ovsctl::parse_version(&t));
 }
 
 /// What the kernel reports about sockets and conntrack: the bytes as a `NETLINK_SOCK_DIAG` dump

@@ -167,6 +167,7 @@ targets!(
     cmdline,
     keepalived,
     ovsdb,
+    ovsctl,
     proc_net,
     packet,
     config,

@@ -1,6 +1,7 @@
 //! Blocking unix-socket I/O bounded by one deadline: connect, write and read never take longer
 //! than the time left (a daemon that stopped accepting makes a blocking `connect` hang once its
-//! backlog is full). Shared by the BIRD, FRR and OVSDB clients.
+//! backlog is full). Shared by the BIRD, FRR, OVSDB and ovs-vswitchd clients; [`read_json_by`]
+//! reads the undelimited JSON-RPC replies of the last two.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -186,6 +187,41 @@ pub fn read_some_by(
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Why [`read_json_by`] returned no value.
+#[derive(Debug)]
+pub enum JsonReadError {
+    /// The socket failed: `TimedOut`/`WouldBlock` when the deadline passed, `UnexpectedEof`
+    /// when the daemon closed the connection before the value was whole.
+    Io(io::Error),
+    /// More than the cap arrived without making a whole value.
+    TooLarge,
+    /// The bytes are not JSON.
+    Bad(serde_json::Error),
+}
+
+/// Read one whole JSON value before the deadline, at most `max` bytes. OVSDB and ovs-vswitchd's
+/// unixctl server (JSON-RPC 1.0) put no delimiter and no length in front of a reply: it ends
+/// where its value does, so the bytes are gathered until they parse. One request is answered
+/// at a time, so nothing may follow the value.
+pub fn read_json_by(
+    stream: &mut UnixStream,
+    deadline: &Deadline,
+    max: usize,
+) -> Result<serde_json::Value, JsonReadError> {
+    let mut buf = Vec::new();
+    loop {
+        read_some_by(stream, &mut buf, deadline).map_err(JsonReadError::Io)?;
+        if buf.len() > max {
+            return Err(JsonReadError::TooLarge);
+        }
+        match serde_json::from_slice::<serde_json::Value>(&buf) {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_eof() => continue,
+            Err(e) => return Err(JsonReadError::Bad(e)),
         }
     }
 }

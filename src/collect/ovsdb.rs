@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::collect::deadline::{connect_unix, read_some_by, write_all_by, Deadline};
+use crate::collect::deadline::{connect_unix, read_json_by, write_all_by, Deadline, JsonReadError};
 use crate::error::{Error, Result};
 
 /// One OVS interface with what Neutron writes on it.
@@ -327,24 +327,16 @@ pub fn query_db(sock: &Path, timeout: Duration) -> Result<OvsDb> {
         _ => Error::unknown(format!("cannot connect to OVSDB at {shown}: {e}")),
     })?;
     write_all_by(&mut s, request().to_string().as_bytes(), &deadline).map_err(failed)?;
-    let mut buf = Vec::new();
-    loop {
-        read_some_by(&mut s, &mut buf, &deadline).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                Error::unknown(format!("OVSDB {shown} closed the connection"))
-            }
-            _ => failed(e),
-        })?;
-        if buf.len() > 64 << 20 {
-            return Err(Error::unknown(format!(
-                "OVSDB {shown}: answer larger than 64 MiB"
-            )));
-        }
-        match serde_json::from_slice::<Value>(&buf) {
-            Ok(v) => return parse_db(&v),
-            Err(e) if e.is_eof() => continue,
-            Err(e) => return Err(Error::unknown(format!("OVSDB {shown}: bad JSON: {e}"))),
-        }
+    match read_json_by(&mut s, &deadline, 64 << 20) {
+        Ok(v) => parse_db(&v),
+        Err(JsonReadError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(
+            Error::unknown(format!("OVSDB {shown} closed the connection")),
+        ),
+        Err(JsonReadError::Io(e)) => Err(failed(e)),
+        Err(JsonReadError::TooLarge) => Err(Error::unknown(format!(
+            "OVSDB {shown}: answer larger than 64 MiB"
+        ))),
+        Err(JsonReadError::Bad(e)) => Err(Error::unknown(format!("OVSDB {shown}: bad JSON: {e}"))),
     }
 }
 

@@ -46,6 +46,7 @@ pub const DAEMONS: &[&str] = &[
     "zebra",
     "keepalived",
     "ovsdb-server",
+    "ovs-vswitchd",
     "neutron-keepalived-state-change",
     "neutron-l3-agent",
 ];

@@ -1,6 +1,7 @@
 //! Which processes vmpath trusts as a source of paths, sockets and signals. vmpath runs as root
-//! and finds its sources from processes (dnsmasq, BIRD, FRR, keepalived, ovsdb-server, Neutron's
-//! agents) by their names and command lines; any user can start a process of that name. A
+//! and finds its sources from processes (dnsmasq, BIRD, FRR, keepalived, ovsdb-server,
+//! ovs-vswitchd, Neutron's agents) by their names and command lines; any user can start a
+//! process of that name. A
 //! process is trusted when all of these hold:
 //! - it runs in vmpath's own user namespace (capabilities mean nothing in another);
 //! - it runs as root, or holds permitted capabilities (a daemon started by root that dropped to

@@ -5,6 +5,7 @@ pub mod dhcp;
 pub mod host;
 pub mod metadata;
 pub mod ovs;
+pub mod ovsflow;
 pub mod router;
 pub mod sg;
 

@@ -44,6 +44,26 @@ pub const OVS_CATALOGUE: &[(&str, &str)] = &[
         "tunnel.mtu",
         "the VM's largest frame plus the encapsulation (50 bytes over IPv4, 70 over IPv6) fits the underlay's MTU",
     ),
+    (
+        "brint.vni",
+        "the port's local VLAN maps to its network's VNI in the tunnel bridge, both ways, as the agent recorded",
+    ),
+    (
+        "sg.ovs",
+        "the OVS firewall lets the VM's connection out and its replies in (the traces through its tables)",
+    ),
+    (
+        "flow.egress",
+        "a packet of the VM, traced through ovs-vswitchd's flows, leaves on the network's tunnels with its VNI",
+    ),
+    (
+        "flow.ingress",
+        "a reply arriving from a tunnel, traced through the flows and conntrack, reaches the VM's port",
+    ),
+    (
+        "path.next",
+        "where the path goes next: the VTEPs behind the network's other MACs, and the command to run there",
+    ),
 ];
 
 /// The local VLAN Neutron's OVS agent gives a port it could not bind (`DEAD_VLAN_TAG`).

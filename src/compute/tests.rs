@@ -298,6 +298,11 @@ fn the_hybrid_chain_is_checked_device_by_device() {
     let hybrid = || {
         let mut f = healthy();
         iface(&mut f, TAP).name = "qvoe5f6a7b8-7c".into();
+        // What ovs-vswitchd said, as it would name the port of a hybrid plug.
+        let sw = serde_json::to_string(&f.vswitchd)
+            .expect("json")
+            .replace(TAP, "qvoe5f6a7b8-7c");
+        f.vswitchd = serde_json::from_str(&sw).expect("json");
         let tap = link(&mut f, TAP).clone();
         let next = f.net.links.iter().map(|l| l.index).max().unwrap_or(0) + 1;
         let qbr = Link {
@@ -371,4 +376,61 @@ fn the_hybrid_chain_is_checked_device_by_device() {
     let mut f = hybrid();
     link(&mut f, "qvbe5f6a7b8-7c").mtu = 1400;
     assert_eq!(not_ok(&run_h(&f)), vec![("vif.mtu".into(), Status::Fail)]);
+}
+
+/// The captures of tests/compute.sh (a real ovs-vswitchd with a Neutron agent's flows, healthy
+/// and with faults): the checks replayed on the captured facts give exactly the recorded report.
+#[test]
+fn captured_neutron_flow_walks_replay_to_their_reports() {
+    for name in [
+        "walk-ovs-healthy",
+        "walk-ovs-vni-flow",
+        "walk-ovs-sg-drop",
+        "walk-ovs-tunnel-removed",
+        "walk-ovs-underlay-mtu",
+    ] {
+        let (f, report) = captured(name);
+        let db = f.ovsdb.as_ref().expect("db");
+        let vif = vif::resolve(
+            &Target::PortId("c6677132-b418-4ed3-9d5f-df0ef7b0f22f".into()),
+            db,
+        )
+        .expect("vif");
+        let mtu = report["port"]["mtu"]
+            .as_u64()
+            .and_then(|m| u32::try_from(m).ok());
+        let got: Vec<(String, Option<String>, String, String)> = checks(&f, &vif, mtu, None)
+            .iter()
+            .map(|c| {
+                (
+                    c.id.to_string(),
+                    c.subject.clone(),
+                    c.status.as_str().to_string(),
+                    c.summary.clone(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, Option<String>, String, String)> = report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or("").to_string(),
+                    c["subject"].as_str().map(String::from),
+                    c["status"].as_str().unwrap_or("").to_string(),
+                    c["summary"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+    // The healthy capture's traces: out in VXLAN VNI 879 to both VTEPs, the reply to the tap.
+    let (f, _) = captured("walk-ovs-healthy");
+    let sw = f.vswitchd.as_ref().expect("vswitchd read");
+    assert_eq!(sw.traces.len(), 2);
+    assert!(sw
+        .flows
+        .values()
+        .all(|r| r.as_ref().is_ok_and(|v| !v.is_empty())));
 }

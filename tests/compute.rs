@@ -4,10 +4,11 @@
 //! mount and PID namespace): healthy by every target form, and each fault found by its own
 //! check and nothing else. Skipped outside CI when not root; fails in CI when it cannot run.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 
 use serde_json::Value;
+
+mod private;
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
@@ -50,51 +51,21 @@ fn the_compute_walk_on_a_neutron_agent_s_flows() {
         return;
     }
     let root = env!("CARGO_MANIFEST_DIR");
-    let outer = std::fs::metadata("/proc/self/ns/net")
-        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-        .expect("netns");
-    let out = Command::new("timeout")
-        .args([
-            "120",
-            "unshare",
-            "--net",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            "--propagation",
-            "private",
-            "bash",
-            &format!("{root}/tests/compute.sh"),
-            env!("CARGO_BIN_EXE_vmpath"),
-            &format!("{root}/tests/fixtures/ovs"),
-        ])
-        .env("OUTER_NETNS", outer.to_string())
-        .output()
-        .expect("run tests/compute.sh");
+    let flows = format!("{root}/tests/fixtures/ovs");
+    let out = private::run(
+        120,
+        true,
+        &format!("{root}/tests/compute.sh"),
+        &[env!("CARGO_BIN_EXE_vmpath"), &flows],
+        "OUTER_NETNS",
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "compute.sh failed: {}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut docs: BTreeMap<String, Value> = BTreeMap::new();
-    let (mut name, mut body) = (String::new(), String::new());
-    for line in text.lines().chain(["== end"]) {
-        if let Some(n) = line.strip_prefix("== ") {
-            if !name.is_empty() {
-                let v =
-                    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{name}: {e}\n{body}"));
-                docs.insert(name.clone(), v);
-            }
-            name = n.to_string();
-            body.clear();
-        } else {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
+    let docs = private::sections(&text);
     let get = |n: &str| docs.get(n).unwrap_or_else(|| panic!("no {n} in {text}"));
 
     // Healthy, by port UUID, address (from the firewall's flows), tap and MAC.

@@ -4,10 +4,11 @@
 //! sees two primaries), keepalived SIGKILLed on the primary (stale VIP and state file).
 //! Skipped outside CI when not root; fails in CI (CI=true) when it cannot run.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 
 use serde_json::Value;
+
+mod private;
 
 fn status<'a>(doc: &'a Value, id: &str) -> &'a str {
     doc["routers"][0]["checks"]
@@ -31,48 +32,20 @@ fn ha_gateway_pair_states_and_faults() {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway-pair.sh");
-    let outer = std::fs::metadata("/proc/self/ns/net")
-        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-        .expect("netns");
-    let out = Command::new("timeout")
-        .args([
-            "120",
-            "unshare",
-            "--net",
-            "--mount",
-            "--propagation",
-            "private",
-            "bash",
-            script,
-            env!("CARGO_BIN_EXE_vmpath"),
-        ])
-        .env("VMPATH_OUTER_NETNS", outer.to_string())
-        .output()
-        .expect("run gateway-pair.sh");
+    let out = private::run(
+        120,
+        false,
+        script,
+        &[env!("CARGO_BIN_EXE_vmpath")],
+        "VMPATH_OUTER_NETNS",
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "gateway-pair.sh failed: {}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut docs: BTreeMap<String, Value> = BTreeMap::new();
-    let mut name = String::new();
-    let mut body = String::new();
-    for line in text.lines() {
-        if let Some(n) = line.strip_prefix("== ") {
-            if !name.is_empty() {
-                docs.insert(
-                    name.clone(),
-                    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{name}: {e}\n{body}")),
-                );
-            }
-            name = n.to_string();
-            body.clear();
-        } else {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
+    let docs = private::sections(&text);
     let get = |prefix: &str| -> &Value {
         docs.iter()
             .find(|(k, _)| k.starts_with(prefix))

@@ -12,10 +12,15 @@
 # prints `== NAME` and the JSON document (exit code in `"exit_code"`), for tests/compute.rs.
 #
 # Usage: compute.sh VMPATH FLOWDIR
+#        compute.sh VMPATH FLOWDIR --then CMD...   (set up, run CMD there instead, tear down:
+#                                                   bench/compute.sh)
 set -euo pipefail
 export LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 BIN=$1 FLOWS=$2
+shift 2
+THEN=()
+if [[ ${1:-} == --then ]]; then shift; THEN=("$@"); fi
 [[ -n ${OUTER_NETNS:-} && $(stat -Lc %i /proc/self/ns/net) != "$OUTER_NETNS" ]] ||
     { echo "compute.sh: not in a private network namespace" >&2; exit 90; }
 [[ $$ == 1 ]] || { echo "compute.sh: not the init of a private PID namespace" >&2; exit 90; }
@@ -112,6 +117,11 @@ PY
     if [[ -n $out ]]; then printf '%s\n' "$out"; else echo "{\"exit_code\": $rc, \"stderr\": \"$(tr -d '"\\' <"$W/stderr" | head -c 400)\"}"; fi
 }
 flows() { ovs-ofctl "$@"; }
+
+if ((${#THEN[@]})); then
+    "${THEN[@]}"
+    exit $?
+fi
 
 walk healthy "$PORT"
 walk by-ip 198.18.0.197

@@ -146,6 +146,16 @@ pub fn one(out: &mut dyn Write, r: &RoutersReport, style: Style) -> std::io::Res
             "{}",
             verdict_line(crate::model::verdict(&all), &all, "", style)
         )?;
+        // The path the other way: the VM's side, on the host its port is bound to.
+        let behind = if x.tenant_prefixes.is_empty() {
+            String::new()
+        } else {
+            format!(" (in {})", x.tenant_prefixes.join(", "))
+        };
+        writeln!(
+            out,
+            "the VM's side: on the compute node hosting it, `vmpath walk VM_ADDRESS`{behind} walks its port, flows and tunnels back to this node"
+        )?;
     }
     Ok(())
 }

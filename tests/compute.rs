@@ -167,6 +167,8 @@ fn the_compute_walk_on_a_neutron_agent_s_flows() {
             vec![row("tunnel.port", "ofport 2", "fail")],
         ),
         ("vswitchd-silent", vec![row("flow.egress", "", "unknown")]),
+        ("hybrid-chain", vec![row("vif.chain", "", "fail")]),
+        ("hybrid-sg", vec![row("sg.chains", "", "fail")]),
     ];
     for (n, want) in cases {
         let d = get(n);
@@ -183,6 +185,28 @@ fn the_compute_walk_on_a_neutron_agent_s_flows() {
             if c["status"] != "ok" {
                 assert!(c["fix"].is_string(), "{n}: {c:#} has no fix");
             }
+        }
+    }
+    // The hybrid plug (tap → qbr → qvb/qvo, the iptables firewall on qbr): healthy by port and
+    // by tap, its chain and its iptables security group judged.
+    for n in ["hybrid", "hybrid-by-tap"] {
+        let d = get(n);
+        assert_eq!(d["exit_code"], 0, "{n}: {:?}", not_ok(d));
+        assert_eq!(d["port"]["plug"], "hybrid", "{n}");
+        assert_eq!(d["port"]["ovs_interface"], "qvo5a1e2b3c-4d", "{n}");
+        for id in [
+            "vif.chain",
+            "sg.chains",
+            "sg.drops",
+            "flow.egress",
+            "flow.ingress",
+        ] {
+            assert!(
+                d["checks"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|x| x["id"] == id)),
+                "{n}: no {id}"
+            );
         }
     }
     // The SG drop names table 93 of br-int; the dead port needs no trace to be found.

@@ -85,6 +85,26 @@ ip -n fab addr add 198.51.100.12/24 dev eth-hv1
        options:remote_ip=198.51.100.12
 "${V[@]}" -- add-br br-ex -- set bridge br-ex datapath_type=netdev fail_mode=secure \
     -- add-port br-ex phy-br-ex -- set interface phy-br-ex type=patch options:peer=int-br-ex
+# A second VM (vm2), plugged the hybrid way (os-vif ovs_hybrid_plug, the iptables_hybrid
+# firewall): tap → Linux bridge qbr → veth qvb/qvo, the qvo end in br-int with the port's
+# external_ids; its security group is iptables' on qbr (physdev matches), as Neutron writes it.
+P2=5a1e2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b M2=fa:16:3e:10:20:30 IP2=198.18.0.198
+ip netns add vm2
+ip link add tap5a1e2b3c-4d mtu 9000 type veth peer name eth0 netns vm2
+ip -n vm2 link set eth0 address "$M2" up
+ip link add qbr5a1e2b3c-4d mtu 9000 type bridge
+ip link add qvb5a1e2b3c-4d mtu 9000 type veth peer name qvo5a1e2b3c-4d mtu 9000
+ip link set tap5a1e2b3c-4d master qbr5a1e2b3c-4d
+ip link set qvb5a1e2b3c-4d master qbr5a1e2b3c-4d
+for d in tap5a1e2b3c-4d qbr5a1e2b3c-4d qvb5a1e2b3c-4d qvo5a1e2b3c-4d; do ip link set "$d" up; done
+"${V[@]}" -- add-port br-int qvo5a1e2b3c-4d tag=1 other_config:net_uuid=7e0c1a2b-0000-4000-8000-000000000001 \
+    other_config:network_type=vxlan other_config:physical_network=None other_config:segmentation_id=879 \
+    other_config:tag=1 -- set interface qvo5a1e2b3c-4d ofport_request=4 "external_ids:iface-id=$P2" \
+    "external_ids:attached-mac=$M2" external_ids:iface-status=active \
+    external_ids:vm-uuid=9b0b8a53-0000-4000-8000-000000000012
+sysctl -q -w net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+sed "s/@IP2@/$IP2/; s/@MAC2@/${M2^^}/" "$(dirname "$0")/fixtures/ovs/hybrid-iptables.txt" | iptables-restore
+
 ip link set br-phy up
 ip addr add 198.51.100.21/24 dev br-phy
 ovs-ofctl del-flows br-int
@@ -184,6 +204,18 @@ walk tunnel-removed "$PORT"
     options:df_default=true options:in_key=flow options:out_key=flow options:local_ip=198.51.100.21 \
     options:remote_ip=198.51.100.11
 sleep 0.3
+
+# The hybrid plug: healthy; its tap out of qbr; replies to the VM dropped by its iptables chain.
+walk hybrid "$P2"
+walk hybrid-by-tap tap5a1e2b3c-4d
+ip link set tap5a1e2b3c-4d nomaster
+walk hybrid-chain "$P2"
+ip link set tap5a1e2b3c-4d master qbr5a1e2b3c-4d
+ESTABLISHED=(-m state --state RELATED,ESTABLISHED -m comment --comment
+    "Direct packets associated with a known session to the RETURN chain." -j RETURN)
+iptables -D neutron-openvswi-i5a1e2b3c-4 "${ESTABLISHED[@]}"
+walk hybrid-sg "$P2"
+iptables -I neutron-openvswi-i5a1e2b3c-4 1 "${ESTABLISHED[@]}"
 
 # ovs-vswitchd not answering.
 kill -STOP "$VSWITCHD"

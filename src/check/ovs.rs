@@ -45,6 +45,14 @@ pub const OVS_CATALOGUE: &[(&str, &str)] = &[
         "the VM's largest frame plus the encapsulation (50 bytes over IPv4, 70 over IPv6) fits the underlay's MTU",
     ),
     (
+        "sg.chains",
+        "hybrid plug: the VM's traffic passes its security group, iptables on the qbr bridge (physdev matches), walked through the real rules",
+    ),
+    (
+        "sg.drops",
+        "hybrid plug: no explicit rule other than the final fallback drop is dropping the VM's traffic",
+    ),
+    (
         "brint.vni",
         "the port's local VLAN maps to its network's VNI in the tunnel bridge, both ways, as the agent recorded",
     ),
@@ -65,6 +73,41 @@ pub const OVS_CATALOGUE: &[(&str, &str)] = &[
         "where the path goes next: the VTEPs behind the network's other MACs, and the command to run there",
     ),
 ];
+
+/// The addresses the firewall's anti-spoofing rules allow from the port's MAC (a rule matching
+/// that source MAC and one host address: Neutron's `-s IP/32 -m mac --mac-source MAC -j RETURN`
+/// of the port's spoofing chain): the VM's addresses on a hybrid plug.
+pub fn spoof_allowed(fw: &crate::collect::firewall::FirewallFacts, mac: &str) -> Vec<IpAddr> {
+    use crate::collect::firewall::Cond;
+    let mut out: Vec<IpAddr> = fw
+        .tables
+        .iter()
+        .flat_map(|t| t.chains.iter())
+        .flat_map(|c| c.rules.iter())
+        .filter(|r| {
+            r.matches.iter().any(|m| {
+                !m.negated
+                    && matches!(&m.cond, Cond::MacSrc(macs) if macs.iter().any(|x| x.eq_ignore_ascii_case(mac)))
+            })
+        })
+        .flat_map(|r| {
+            r.matches
+                .iter()
+                .filter(|m| !m.negated)
+                .filter_map(|m| match &m.cond {
+                    Cond::Src(nets) => Some(nets.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|n| n.len == crate::collect::netlink::host_len(&n.addr))
+                .map(|n| n.addr)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
 
 /// The local VLAN Neutron's OVS agent gives a port it could not bind (`DEAD_VLAN_TAG`).
 pub const DEAD_VLAN: u32 = 4095;

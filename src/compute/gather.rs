@@ -31,6 +31,10 @@ pub struct Facts {
     /// when it is not trusted or does not answer.
     #[serde(default = "not_read")]
     pub vswitchd: Result<Switch>,
+    /// The firewall rules (iptables, nftables), read for a hybrid plug: its security group is
+    /// enforced by iptables on the qbr bridge (physdev matches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<crate::collect::firewall::FirewallFacts>,
 }
 
 fn not_read() -> Result<Switch> {
@@ -233,6 +237,11 @@ impl Gathering {
     /// Read the kernel's view (one netlink snapshot, bounded by `timeout`), then ovs-vswitchd's
     /// flows and traces for `vif`.
     pub fn finish(mut self, vif: &Vif, timeout: Duration, dst_mac: Option<&str>) -> Result<Facts> {
+        // A hybrid plug's security group is iptables' on its qbr: read the rules meanwhile.
+        let firewall = vif
+            .hybrid
+            .is_some()
+            .then(|| std::thread::spawn(move || crate::collect::firewall::collect_with(timeout)));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -251,12 +260,14 @@ impl Gathering {
                 ))
             })?;
         let vswitchd = self.read_switch(vif, &net, dst_mac);
+        let firewall = firewall.and_then(|h| h.join().ok());
         Ok(Facts {
             host: crate::collect::hostname::hostname(),
             ovsdb_socket: self.socket,
             ovsdb: Ok(self.db),
             net,
             vswitchd,
+            firewall,
         })
     }
 }

@@ -141,8 +141,37 @@ pub fn checks(f: &Facts, vif: &Vif, mtu: Option<u32>, mac: Option<&str>) -> Vec<
         .map(|w| w.value)
         .or_else(|| f.net.link(&vif.tap).map(|l| l.mtu));
     out.extend(ovs::tunnel_checks(vif, &f.net, db, frame));
+    out.extend(hybrid_sg(f, vif));
     out.extend(switch_checks(f, vif, db));
     out
+}
+
+/// A hybrid plug's security group: iptables on the qbr bridge (physdev matches on the tap),
+/// judged as on a routed hypervisor (`sg.chains`, `sg.drops`: the VM's traffic walked through
+/// the real rules). The VM's addresses are those its anti-spoofing rules allow from its MAC.
+fn hybrid_sg(f: &Facts, vif: &Vif) -> Vec<Check> {
+    use crate::check::sg;
+    if vif.hybrid.is_none() {
+        return Vec::new();
+    }
+    let Some(fw) = &f.firewall else {
+        return vec![
+            Check::unknown("sg.chains", "the firewall rules were not read")
+                .fix("run the walk again"),
+        ];
+    };
+    let ips = vif
+        .mac
+        .as_deref()
+        .map(|m| crate::check::ovs::spoof_allowed(fw, m))
+        .unwrap_or_default();
+    let port = sg::SgPort::new(
+        &vif.tap,
+        vif.port_id.as_deref().unwrap_or(&vif.tap),
+        &ips,
+        vif.mac.as_deref(),
+    );
+    sg::checks(fw, &port, None)
 }
 
 /// The checks that read ovs-vswitchd: the VLAN ↔ VNI mapping, the security group and the

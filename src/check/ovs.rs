@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use crate::check::router::overhead;
 use crate::collect::netlink::{HostNet, Link};
+use crate::collect::ovsctl::replies::{route_for, OvsRoute};
 use crate::collect::ovsdb::{OvsDb, OvsPort};
 use crate::model::Check;
 use crate::port::vif::Vif;
@@ -568,12 +569,37 @@ pub fn network_type<'a>(vif: &Vif, db: &'a OvsDb) -> Option<&'a str> {
 /// routes the remote to; when that device is an OVS bridge's own port (the userspace datapath
 /// puts the VTEP address there), the smallest MTU of the bridge's uplinks, which carry the
 /// packets out.
-fn underlay(net: &HostNet, db: &OvsDb, remote: IpAddr) -> Option<(String, u32, Vec<String>)> {
-    let dev = net.link_by_index(net.oif_for(remote)?)?;
-    let mut ev = vec![format!(
-        "route to {remote}: dev {} (MTU {})",
-        dev.name, dev.mtu
-    )];
+/// With `ovs_routes` (the userspace datapath: OVS routes tunnel packets by its own table), the
+/// device of OVS's route to the remote.
+fn underlay(
+    net: &HostNet,
+    db: &OvsDb,
+    remote: IpAddr,
+    ovs_routes: Option<&[OvsRoute]>,
+) -> Option<(String, u32, Vec<String>)> {
+    let (dev, mut ev) = match ovs_routes {
+        Some(routes) => {
+            let r = route_for(routes, remote)?;
+            let dev = net.link(&r.dev)?;
+            (
+                dev,
+                vec![format!(
+                    "OVS's route to {remote} (userspace datapath): {}/{} dev {} (MTU {})",
+                    r.prefix, r.prefix_len, r.dev, dev.mtu
+                )],
+            )
+        }
+        None => {
+            let dev = net.link_by_index(net.oif_for(remote)?)?;
+            (
+                dev,
+                vec![format!(
+                    "route to {remote}: dev {} (MTU {})",
+                    dev.name, dev.mtu
+                )],
+            )
+        }
+    };
     if let Some(own) = db.port(&dev.name).filter(|p| p.bridge.is_some()) {
         let bridge = own.bridge.clone().unwrap_or_default();
         let uplinks: Vec<(String, u32)> = db
@@ -610,7 +636,13 @@ fn underlay(net: &HostNet, db: &OvsDb, remote: IpAddr) -> Option<(String, u32, V
 /// take: the port is usable (an OpenFlow port, no error, a remote), its remote routes out of this
 /// host from a local VTEP address, and the VM's largest frame plus the encapsulation fits the
 /// underlay. `vm_mtu` is the largest frame the VM sends (the network MTU, else its tap's).
-pub fn tunnel_checks(vif: &Vif, net: &HostNet, db: &OvsDb, vm_mtu: Option<u32>) -> Vec<Check> {
+pub fn tunnel_checks(
+    vif: &Vif,
+    net: &HostNet,
+    db: &OvsDb,
+    vm_mtu: Option<u32>,
+    ovs_routes: Option<&[OvsRoute]>,
+) -> Vec<Check> {
     let tunnels = tunnels_for(vif, db, net);
     let nt = network_type(vif, db);
     if tunnels.is_empty() {
@@ -681,7 +713,9 @@ pub fn tunnel_checks(vif: &Vif, net: &HostNet, db: &OvsDb, vm_mtu: Option<u32>) 
         out.push(port.subject(t.name.clone()).evidence(ev));
         let Some(remote) = remote else { continue };
         let local_ip: Option<IpAddr> = t.local_ip.as_deref().and_then(|l| l.parse().ok());
-        let route = match (local_ip, underlay(net, db, remote)) {
+        // The userspace datapath routes tunnel packets by OVS's own table.
+        let routes = ovs_routes.filter(|_| t.in_bridge.as_deref().is_some_and(|b| db.userspace(b)));
+        let route = match (local_ip, underlay(net, db, remote, routes)) {
             (Some(l), _) if !local.contains(&l) => Check::fail(
                 "tunnel.route",
                 format!("{}'s local_ip {l} is on no device of this host: its packets cannot be sent", t.name),
@@ -689,13 +723,23 @@ pub fn tunnel_checks(vif: &Vif, net: &HostNet, db: &OvsDb, vm_mtu: Option<u32>) 
             .fix(format!("put {l} back on the underlay device (the OVS agent's local_ip), or fix local_ip in openvswitch_agent.ini")),
             (_, None) => Check::fail(
                 "tunnel.route",
-                format!("no route to the VTEP {remote}: {}'s packets go nowhere", t.name),
+                format!(
+                    "no route to the VTEP {remote}{}: {}'s packets go nowhere",
+                    if routes.is_some() { " in OVS's own route table (userspace datapath)" } else { "" },
+                    t.name
+                ),
             )
-            .fix(format!("ip route get {remote}; restore the underlay route (the fabric or the uplink)")),
+            .fix(if routes.is_some() {
+                format!("ovs-appctl ovs/route/show; OVS learns its routes from the kernel's, for addresses on its bridges' own ports: put the VTEP address (local_ip) on the underlay bridge's port and a route to {remote} there")
+            } else {
+                format!("ip route get {remote}; restore the underlay route (the fabric or the uplink)")
+            }),
             (_, Some((dev, _, ev))) => Check::ok("tunnel.route", format!("{remote} routes out of {dev}")).evidences(ev),
         };
         out.push(route.subject(t.name.clone()));
-        if let (Some(frame), Some((dev, under_mtu, ev))) = (vm_mtu, underlay(net, db, remote)) {
+        if let (Some(frame), Some((dev, under_mtu, ev))) =
+            (vm_mtu, underlay(net, db, remote, routes))
+        {
             let oh = overhead(&t.kind, remote.is_ipv6());
             let need = frame + oh;
             let ev: Vec<String> = ev

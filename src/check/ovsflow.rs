@@ -36,6 +36,10 @@ pub struct Switch {
     pub flows: BTreeMap<String, Result<Vec<Flow>>>,
     /// The traces asked for, with their answers.
     pub traces: Vec<(TraceAsk, Result<Trace>)>,
+    /// `ovs/route/show`, read when the tunnel bridge is on the userspace datapath (OVS routes
+    /// its tunnel packets by this table, not the kernel's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Result<Vec<crate::collect::ovsctl::replies::OvsRoute>>>,
 }
 
 /// One `ofproto/trace` to ask.

@@ -214,6 +214,12 @@ impl Gathering {
         {
             return Err(e.clone());
         }
+        if ovsflow::tunnel_bridge(vif, &self.db, net).is_some_and(|b| self.db.userspace(&b)) {
+            sw.routes = Some(
+                self.call("ovs/route/show", &[])
+                    .map(|t| ovsctl::replies::parse_route_show(&t)),
+            );
+        }
         for ask in ovsflow::plan(vif, &self.db, net, &sw, dst_mac) {
             let t = self.trace(&ask);
             sw.traces.push((ask, t));

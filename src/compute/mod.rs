@@ -140,7 +140,14 @@ pub fn checks(f: &Facts, vif: &Vif, mtu: Option<u32>, mac: Option<&str>) -> Vec<
         .as_ref()
         .map(|w| w.value)
         .or_else(|| f.net.link(&vif.tap).map(|l| l.mtu));
-    out.extend(ovs::tunnel_checks(vif, &f.net, db, frame));
+    let routes = f
+        .vswitchd
+        .as_ref()
+        .ok()
+        .and_then(|sw| sw.routes.as_ref())
+        .and_then(|r| r.as_ref().ok())
+        .map(Vec::as_slice);
+    out.extend(ovs::tunnel_checks(vif, &f.net, db, frame, routes));
     out.extend(hybrid_sg(f, vif));
     out.extend(switch_checks(f, vif, db));
     out

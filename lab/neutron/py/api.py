@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""nlab's client of the Neutron API (stdlib only; run inside ctl, where the API listens).
+
+    api.py URL cloud HOST              create the lab's cloud (VM port bound to HOST); print ids
+    api.py URL get PATH                GET, print the JSON answer
+    api.py URL agents-alive H:BIN...   exit 0 when every agent BIN on host H reports alive
+    api.py URL port-active PORT        exit 0 when the port is ACTIVE
+    api.py URL ha-states ROUTER        print "HOST=STATE ..." from the router's L3 agents
+
+Every request has a 60 s timeout; nothing here waits longer than one request (the lab's shell
+code polls, with its own deadline).
+"""
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+
+VM_UUID = "0b1c2d3e-4f50-4a61-8b72-93a4b5c6d7e8"
+
+
+def call(url, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            text = r.read()
+    except urllib.error.HTTPError as e:
+        sys.exit(f"{method} {path}: HTTP {e.code}: {e.read().decode(errors='replace')[:400]}")
+    return json.loads(text) if text else {}
+
+
+def cloud(url, host):
+    """The objects a small cloud has: an external flat network, a tenant VXLAN network with an
+    IPv4 and a DHCPv6 subnet, a VM port bound to HOST, an HA router with a gateway on the
+    external network and an interface on each tenant subnet. Times each call (ms)."""
+    t0 = time.monotonic()
+    times = {}
+
+    def timed(name, method, path, body=None):
+        t = time.monotonic()
+        out = call(url, method, path, body)
+        times[name] = round((time.monotonic() - t) * 1000)
+        return out
+
+    ext = timed("ext_net", "POST", "/networks", {"network": {
+        "name": "nlab-ext", "router:external": True,
+        "provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"]
+    timed("ext_subnet", "POST", "/subnets", {"subnet": {
+        "name": "nlab-ext-v4", "network_id": ext["id"], "ip_version": 4,
+        "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1", "enable_dhcp": False,
+        "allocation_pools": [{"start": "203.0.113.100", "end": "203.0.113.199"}]}})
+    net = timed("net", "POST", "/networks", {"network": {
+        "name": "nlab-net", "provider:network_type": "vxlan"}})["network"]
+    sub4 = timed("subnet4", "POST", "/subnets", {"subnet": {
+        "name": "nlab-v4", "network_id": net["id"], "ip_version": 4,
+        "cidr": "198.18.0.0/24", "gateway_ip": "198.18.0.1"}})["subnet"]
+    sub6 = timed("subnet6", "POST", "/subnets", {"subnet": {
+        "name": "nlab-v6", "network_id": net["id"], "ip_version": 6,
+        "cidr": "2001:db8:0:1::/64", "gateway_ip": "2001:db8:0:1::1",
+        "ipv6_address_mode": "dhcpv6-stateful", "ipv6_ra_mode": "dhcpv6-stateful"}})["subnet"]
+    port = timed("port", "POST", "/ports", {"port": {
+        "name": "vm1-eth0", "network_id": net["id"], "device_id": VM_UUID,
+        "device_owner": "compute:nova", "binding:host_id": host}})["port"]
+    router = timed("router", "POST", "/routers", {"router": {
+        "name": "nlab-router", "ha": True,
+        "external_gateway_info": {"network_id": ext["id"]}}})["router"]
+    timed("add_v4", "PUT", f"/routers/{router['id']}/add_router_interface",
+          {"subnet_id": sub4["id"]})
+    timed("add_v6", "PUT", f"/routers/{router['id']}/add_router_interface",
+          {"subnet_id": sub6["id"]})
+    ips = [f["ip_address"] for f in port["fixed_ips"]]
+    print(json.dumps({
+        "external_network_id": ext["id"],
+        "network_id": net["id"],
+        "vni": net["provider:segmentation_id"],
+        "network_mtu": net["mtu"],
+        "subnet4_id": sub4["id"], "subnet6_id": sub6["id"],
+        "gateway4": sub4["gateway_ip"], "gateway6": sub6["gateway_ip"],
+        "port_id": port["id"], "mac": port["mac_address"],
+        "ip4": next(i for i in ips if ":" not in i),
+        "ip6": next(i for i in ips if ":" in i),
+        "vm_uuid": VM_UUID,
+        "router_id": router["id"],
+        "api_ms": times,
+        "created_ms": round((time.monotonic() - t0) * 1000),
+    }))
+
+
+def main(argv):
+    url, cmd, args = argv[1], argv[2], argv[3:]
+    if cmd == "cloud":
+        cloud(url, args[0])
+    elif cmd == "get":
+        print(json.dumps(call(url, "GET", args[0])))
+    elif cmd == "agents-alive":
+        agents = call(url, "GET", "/agents")["agents"]
+        alive = {(a["host"], a["binary"]) for a in agents if a["alive"]}
+        want = {tuple(a.split(":", 1)) for a in args}
+        missing = sorted(f"{h}:{b}" for h, b in want - alive)
+        if missing:
+            print("not alive: " + " ".join(missing))
+            return 1
+    elif cmd == "port-active":
+        return 0 if call(url, "GET", f"/ports/{args[0]}")["port"]["status"] == "ACTIVE" else 1
+    elif cmd == "ha-states":
+        agents = call(url, "GET", f"/routers/{args[0]}/l3-agents")["agents"]
+        print(" ".join(sorted(f"{a['host']}={a.get('ha_state')}" for a in agents)))
+    else:
+        sys.exit(f"unknown command {cmd}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -75,6 +75,11 @@ write_info() {
     for h in ctl "${HOSTS[@]}"; do
         hosts_json+="$h=$(holder_pid "$h") "
     done
+    # the daemons nlab started, still running in their namespace: HOST NAME PID per line
+    local pid name ino
+    while read -r pid name h ino; do
+        if [[ $name != watchdog && $(netns_of "$pid") == "$ino" ]]; then echo "$h $name $pid"; fi
+    done <"$DIR/run/pids" >"$DIR/run/daemons"
     NLAB_HOSTS_PIDS=$hosts_json NLAB_DIR=$DIR NLAB_VENV=$VENV NLAB_PRIMARY=$(primary_host) \
         NLAB_HA_STATES=$(api ha-states "$ROUTER") NLAB_TTL=$TTL NLAB_UP_S=$(since) \
         /usr/bin/python3 - "$DIR/cloud.json" "$DIR/info.json" <<'EOF'
@@ -84,7 +89,7 @@ d = os.environ["NLAB_DIR"]
 hosts = {}
 for kv in os.environ["NLAB_HOSTS_PIDS"].split():
     name, pid = kv.split("=")
-    h = {"pid": int(pid), "enter": ["nsenter", "-t", pid, "-n", "-m", "--"],
+    h = {"pid": int(pid), "enter": ["nsenter", "-t", pid, "-n", "-m", "-u", "--"],
          "netns": os.readlink(f"/proc/{pid}/ns/net")}
     if name != "ctl":
         i = {"net1": 11, "net2": 12, "hv1": 21}[name]
@@ -101,6 +106,9 @@ for kv in os.environ["NLAB_HOSTS_PIDS"].split():
             h["agents"].append("neutron-dhcp-agent")
             h["dhcp_dir"] = f"{sp}/dhcp/{c['network_id']}"
     hosts[name] = h
+for line in open(f"{d}/run/daemons"):
+    host, name, pid = line.split()
+    hosts[host].setdefault("daemons", {})[name] = int(pid)
 info = {
     "dir": d, "venv": os.environ["NLAB_VENV"], "ttl_s": int(os.environ["NLAB_TTL"]),
     "up_s": float(os.environ["NLAB_UP_S"]),

@@ -42,7 +42,8 @@ check_dir() {
 }
 
 # ---------------------------------------------------------------------------
-# Holders: one process per simulated host that owns its network and mount namespace. ctl is made
+# Holders: one process per simulated host that owns its network, mount and UTS namespace (its
+# hostname is the host's name). ctl is made
 # from the caller's namespaces, every other host from inside ctl (its links hang off ctl's bridges).
 # The holder's command line ends in "__holder NAME DIR " (the trailing space tells /tmp/nlab from
 # /tmp/nlab2).
@@ -69,6 +70,7 @@ holder_main() {
     mkdir -p /run/netns /run/openvswitch /run/lock /run/sudo
     mount -t tmpfs -o mode=0755,size=8m "nlab-netns-$name" /run/netns
     mount -t sysfs "nlab-sys-$name" /sys
+    hostname "$name"
     ip link set lo up
     sysctl -q -w net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
         net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 >/dev/null
@@ -87,7 +89,7 @@ new_host() {
         pnet=$(readlink "/proc/$p/ns/net"); pmnt=$(readlink "/proc/$p/ns/mnt")
     fi
     NLAB_PARENT_NET=$pnet NLAB_PARENT_MNT=$pmnt setsid "${pre[@]}" \
-        unshare --net --mount --propagation private --fork --kill-child=SIGKILL \
+        unshare --net --mount --uts --propagation private --fork --kill-child=SIGKILL \
         bash "$SELF" __holder "$name" "$DIR" </dev/null >>"$DIR/logs/holder-$name.log" 2>&1 &
     echo "$!" >"$DIR/run/holder-$name.pid"
     poll 10 test -e "$DIR/run/holder-$name.ready" ||
@@ -95,11 +97,11 @@ new_host() {
     holder_pid "$name" >/dev/null || die "host $name: pid $(read_pid "$DIR/run/holder-$name.pid") is not its holder"
 }
 
-# on HOST CMD...: run CMD in HOST's network + mount namespace, in the foreground.
+# on HOST CMD...: run CMD in HOST's network, mount and UTS namespace, in the foreground.
 on() {
     local h=$1 p; shift
     p=$(holder_pid "$h") || die "host $h is not running"
-    nsenter -t "$p" -n -m -- env PATH="$VENV/bin:$SYS_PATH" "$@"
+    nsenter -t "$p" -n -m -u -- env PATH="$VENV/bin:$SYS_PATH" "$@"
 }
 
 # spawn NAME HOST CMD...: start a daemon on HOST, detached (own session), its output appended to
@@ -108,7 +110,7 @@ on() {
 spawn() {
     local name=$1 h=$2 p pid; shift 2
     p=$(holder_pid "$h") || die "host $h is not running"
-    setsid nsenter -t "$p" -n -m -- env PATH="$VENV/bin:$SYS_PATH" TMPDIR="$DIR/hosts/$h/tmp" "$@" \
+    setsid nsenter -t "$p" -n -m -u -- env PATH="$VENV/bin:$SYS_PATH" TMPDIR="$DIR/hosts/$h/tmp" "$@" \
         </dev/null >>"$DIR/logs/$h.$name.out" 2>&1 &
     pid=$!
     echo "$pid $name $h $(netns_of "$p")" >>"$DIR/run/pids"

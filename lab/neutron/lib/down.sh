@@ -23,11 +23,14 @@ lab_netns() {
 pids_in() {
     local ids=$1 d p ino; shift
     [[ -n $ids ]] || return 0
+    local -A want=() skip=([$$]=1 [$BASHPID]=1)
+    for ino in $ids; do want[$ino]=1; done
+    for p in "$@"; do skip[$p]=1; done
     for d in /proc/[0-9]*; do
         p=${d#/proc/}
-        [[ $p != "$$" && $p != "$BASHPID" && " $* " != *" $p "* ]] || continue
+        [[ -z ${skip[$p]:-} ]] || continue
         ino=$(netns_of "$p") || continue
-        if grep -qx -- "$ino" <<<"$ids"; then echo "$p"; fi
+        if [[ -n ${want[$ino]:-} ]]; then echo "$p"; fi
     done
 }
 
@@ -59,8 +62,8 @@ lab_down() {
         fi
     done <"$DIR/run/pids"
     ids=$(lab_netns)
-    # the agents first, so that they stop reporting and rebuilding (the OVS agent and the RPC
-    # server ignore TERM for a while: they get KILL after the grace time, with the rest)
+    # the agents first, so that they stop reporting and rebuilding (the OVS agents and the RPC
+    # server ignore TERM for more than 10 s: they get KILL after 5 s, with the rest)
     while read -r pid name _ ino; do
         [[ $name != watchdog && -n $ino && $(netns_of "$pid") == "$ino" ]] || continue
         case $name in neutron-*-agent) agents+=("$pid") ;; *) rec+=("$pid") ;; esac
@@ -75,7 +78,7 @@ lab_down() {
     mapfile -t inside < <(printf '%s\n' "${agents[@]}" "${rec[@]}" "${inside[@]}" | grep . | sort -un)
     if ((${#inside[@]})); then
         msg "stopping ${#inside[@]} processes in the lab's $(wc -l <<<"$ids") network namespaces"
-        stop_pids 10 "${inside[@]}"
+        stop_pids 5 "${inside[@]}"
     fi
     mapfile -t inside < <(pids_in "$ids" "${holders[@]}")
     if ((${#inside[@]})); then kill -KILL "${inside[@]}" 2>/dev/null || true; sleep 0.5; fi

@@ -1,0 +1,482 @@
+//! vmpath on hosts that the REAL Neutron 29 agents built (lab/neutron/nlab): the compute node hv1
+//! (neutron-openvswitch-agent, OVS firewall, userspace datapath, a VM plugged as os-vif does) and
+//! the HA gateways net1 and net2 (neutron-l3-agent, keepalived). One test, run once: it brings the
+//! lab up (or uses the one VMPATH_NEUTRON_LAB_DIR names, and leaves it running), walks the VM
+//! healthy and with faults planted on hv1, checks the router on both gateways, and takes the lab
+//! down (also when an assertion fails). Outside CI it skips, with a message, when not root or when
+//! a component is missing (lab/neutron/setup installs them); with CI=true that is a failure.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The whole test, lab included, stays within this.
+const BUDGET: Duration = Duration::from_secs(600);
+const VMPATH: &str = env!("CARGO_BIN_EXE_vmpath");
+
+fn nlab() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/neutron/nlab")
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// argv under `timeout` (killed after `secs`, then KILLed 5 s later).
+fn run(argv: &[String], secs: u64) -> Output {
+    Command::new("timeout")
+        .args(["--kill-after=5", &secs.to_string()])
+        .args(argv)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
+}
+
+struct Lab {
+    dir: PathBuf,
+    owned: bool,
+    info: Value,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.owned {
+            let t = Instant::now();
+            let out = Command::new(nlab())
+                .args(["down", "--dir"])
+                .arg(&self.dir)
+                .output();
+            eprintln!(
+                "neutron lab down in {:.1} s: {:?}",
+                t.elapsed().as_secs_f64(),
+                out.map(|o| o.status)
+            );
+        }
+    }
+}
+
+impl Lab {
+    fn start() -> Result<Lab, String> {
+        if let Ok(dir) = std::env::var("VMPATH_NEUTRON_LAB_DIR") {
+            let mut lab = Lab {
+                dir: dir.into(),
+                owned: false,
+                info: Value::Null,
+            };
+            lab.load()?;
+            return Ok(lab);
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return Err("the Neutron lab needs root (namespaces, daemons)".into());
+        }
+        let check = Command::new(nlab())
+            .arg("check")
+            .output()
+            .map_err(|e| format!("cannot run lab/neutron/nlab: {e}"))?;
+        if !check.status.success() {
+            return Err(String::from_utf8_lossy(&check.stderr).trim().to_string());
+        }
+        let dir = std::env::temp_dir().join(format!("vmpath-neutron-{}", std::process::id()));
+        // From here on the lab is ours to take down, whatever happens (Drop).
+        let mut lab = Lab {
+            dir,
+            owned: true,
+            info: Value::Null,
+        };
+        let t = Instant::now();
+        let argv = [
+            nlab().to_string_lossy().into_owned(),
+            "up".into(),
+            "--dir".into(),
+            lab.dir.to_string_lossy().into_owned(),
+            // the lab's watchdog takes it down after 15 min, should this process die
+            "--ttl".into(),
+            "900".into(),
+        ];
+        let out = run(&argv, 420);
+        if !out.status.success() {
+            // A lab that does not come up is a failure wherever it runs: its components are here.
+            panic!(
+                "lab/neutron/nlab up failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        eprintln!(
+            "neutron lab up in {:.1} s:\n{}",
+            t.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab.load()?;
+        Ok(lab)
+    }
+
+    fn load(&mut self) -> Result<(), String> {
+        let p = self.dir.join("info.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        self.info = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(())
+    }
+
+    fn s(&self, ptr: &str) -> String {
+        match self.info.pointer(ptr) {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => panic!("info.json has no {ptr}"),
+        }
+    }
+
+    /// argv run on HOST (its network, mount and UTS namespace), within `secs`.
+    fn on(&self, host: &str, argv: &[&str], secs: u64) -> Output {
+        let enter = self.info["hosts"][host]["enter"]
+            .as_array()
+            .unwrap_or_else(|| panic!("info.json: no hosts.{host}.enter"));
+        let mut full: Vec<String> = enter
+            .iter()
+            .map(|v| v.as_str().expect("enter is strings").to_string())
+            .collect();
+        full.extend(argv.iter().map(|s| s.to_string()));
+        run(&full, secs)
+    }
+
+    /// argv on HOST, which must succeed; its stdout, trimmed.
+    fn sh(&self, host: &str, argv: &[&str]) -> String {
+        let out = self.on(host, argv, 60);
+        assert!(
+            out.status.success(),
+            "{host}: {argv:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `vmpath ARGS --json` on HOST: its exit code and document.
+    fn vmpath(&self, host: &str, args: &[&str]) -> (i32, Value) {
+        let mut argv = vec![VMPATH];
+        argv.extend_from_slice(args);
+        argv.push("--json");
+        let out = self.on(host, &argv, 90);
+        let code = out.status.code().unwrap_or(-1);
+        let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{host}: vmpath {args:?} (exit {code}): not JSON ({e}): {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (code, doc)
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn checks(doc: &Value) -> &Vec<Value> {
+    doc["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no checks in {doc:#}"))
+}
+
+/// The ids of the checks that are not ok.
+fn not_ok(doc: &Value) -> BTreeSet<String> {
+    checks(doc)
+        .iter()
+        .filter(|c| c["status"] != "ok")
+        .map(|c| c["id"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+fn assert_healthy_walk(lab: &Lab, target: &str, what: &str) -> Value {
+    let (code, doc) = lab.vmpath("hv1", &["walk", target]);
+    assert_eq!(code, 0, "{what}: walk {target} is not all ok: {doc:#}");
+    assert_eq!(doc["design"], "ovs", "{what}: {doc:#}");
+    for c in checks(&doc) {
+        assert_eq!(c["status"], "ok", "{what}: {c:#}");
+        let id = c["id"].as_str().unwrap_or("");
+        assert!(
+            !vmpath::check::CATALOGUE.iter().any(|(r, _)| *r == id),
+            "{what}: the routed design's check {id} ran on an OVS compute node: {doc:#}"
+        );
+    }
+    doc
+}
+
+/// Plant a fault on hv1, walk at once (the agent's periodic work could undo it), require exactly
+/// `want` to fail (nothing else not ok) with exit 2, clear it, require an all-ok walk again.
+fn fault_case(
+    lab: &Lab,
+    name: &str,
+    plant: &[&[&str]],
+    walk: &[&str],
+    want: &[&str],
+    clear: &[&[&str]],
+) {
+    for c in plant {
+        lab.sh("hv1", c);
+    }
+    let (code, doc) = lab.vmpath("hv1", walk);
+    for c in clear {
+        lab.sh("hv1", c);
+    }
+    let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+    assert_eq!(not_ok(&doc), want, "fault {name}: {doc:#}");
+    assert_eq!(code, 2, "fault {name}: {doc:#}");
+    eprintln!("fault {name}: detected by {want:?} only");
+    assert_healthy_walk(
+        lab,
+        &lab.s("/vm/port_id"),
+        &format!("after clearing {name}"),
+    );
+}
+
+/// SIGCONT for a SIGSTOPped process, also when an assertion fails while it is stopped.
+struct Resume(i32);
+impl Drop for Resume {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a PID this test stopped itself.
+        unsafe {
+            libc::kill(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+#[test]
+fn real_neutron_agents_compute_node_and_gateways() {
+    let t0 = Instant::now();
+    let lab = match Lab::start() {
+        Ok(l) => l,
+        Err(e) if in_ci() => panic!("the Neutron lab cannot run in CI: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED (not in CI): {e}");
+            return;
+        }
+    };
+    let port = lab.s("/vm/port_id");
+    let tap = lab.s("/vm/tap");
+    let mac = lab.s("/vm/mac");
+    let mtu: u32 = lab.s("/network/mtu").parse().expect("mtu");
+
+    // 1. hv1: the VM's port by UUID, tap and MAC; the agent's tag and the OpenFlow port.
+    let doc = assert_healthy_walk(&lab, &port, "healthy");
+    for t in [tap.as_str(), mac.as_str()] {
+        assert_healthy_walk(&lab, t, "healthy");
+    }
+    let tag = lab.sh(
+        "hv1",
+        &["ovs-vsctl", "--timeout=10", "get", "Port", &tap, "tag"],
+    );
+    let ofport = lab.sh(
+        "hv1",
+        &[
+            "ovs-vsctl",
+            "--timeout=10",
+            "get",
+            "Interface",
+            &tap,
+            "ofport",
+        ],
+    );
+    assert_eq!(doc["port"]["port_id"], port.as_str(), "{doc:#}");
+    assert_eq!(doc["port"]["local_vlan"].to_string(), tag, "{doc:#}");
+    assert_eq!(doc["port"]["ofport"].to_string(), ofport, "{doc:#}");
+    assert_eq!(doc["port"]["mac"], mac.as_str(), "{doc:#}");
+    assert_eq!(doc["port"]["plug"], "native", "{doc:#}");
+
+    // 2. faults on hv1.
+    let vs = |args: &[&str]| -> Vec<String> {
+        let mut v = vec!["ovs-vsctl".to_string(), "--timeout=10".into()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    };
+    let dead = vs(&["set", "Port", &tap, "tag=4095"]);
+    let undead = vs(&["set", "Port", &tap, &format!("tag={tag}")]);
+    fault_case(
+        &lab,
+        "port-dead",
+        &[&strs(&dead)],
+        &["walk", &port],
+        &["brint.tag"],
+        &[&strs(&undead)],
+    );
+
+    let low = (mtu - 100).to_string();
+    let net_mtu = mtu.to_string();
+    let no_req = vs(&["clear", "Interface", &tap, "mtu_request"]);
+    let req = vs(&["set", "Interface", &tap, &format!("mtu_request={mtu}")]);
+    fault_case(
+        &lab,
+        "tap-mtu",
+        &[&strs(&no_req), &["ip", "link", "set", &tap, "mtu", &low]],
+        &["walk", &port, "--mtu", &net_mtu],
+        &["vif.mtu"],
+        &[&["ip", "link", "set", &tap, "mtu", &net_mtu], &strs(&req)],
+    );
+
+    // The tunnel's local_ip is on br-phy's internal port (userspace datapath); its uplink eth1.
+    let uplink = lab.s("/hosts/hv1/underlay_if");
+    let uplink_mtu = lab.sh("hv1", &["cat", &format!("/sys/class/net/{uplink}/mtu")]);
+    let short = (mtu + 50 - 1).to_string();
+    fault_case(
+        &lab,
+        "underlay-mtu",
+        &[&["ip", "link", "set", &uplink, "mtu", &short]],
+        &["walk", &port],
+        &["tunnel.mtu"],
+        &[&["ip", "link", "set", &uplink, "mtu", &uplink_mtu]],
+    );
+
+    // A tunnel to a gateway removed: today vmpath judges the tunnels that exist; what it shows is
+    // recorded, not asserted (pending: needs the flow checks).
+    let gw_ip = lab.s("/hosts/net1/local_ip");
+    let tunnels = lab.sh("hv1", &strs(&vs(&["list-ports", "br-tun"])));
+    let tunnel = tunnels
+        .lines()
+        .filter(|p| p.starts_with("vxlan-"))
+        .find(|p| {
+            lab.sh(
+                "hv1",
+                &strs(&vs(&["get", "Interface", p, "options:remote_ip"])),
+            ) == format!("\"{gw_ip}\"")
+        })
+        .unwrap_or_else(|| panic!("no tunnel to {gw_ip} in br-tun: {tunnels}"))
+        .to_string();
+    let t_ofport = lab.sh("hv1", &strs(&vs(&["get", "Interface", &tunnel, "ofport"])));
+    let t_opts = lab.sh("hv1", &strs(&vs(&["get", "Interface", &tunnel, "options"])));
+    lab.sh("hv1", &strs(&vs(&["del-port", "br-tun", &tunnel])));
+    let (code, doc) = lab.vmpath("hv1", &["walk", &port]);
+    let rows: Vec<String> = checks(&doc)
+        .iter()
+        .filter(|c| {
+            c["id"].as_str().is_some_and(|i| i.starts_with("tunnel.")) || c["status"] != "ok"
+        })
+        .map(|c| format!("{} {} {}", c["id"], c["subject"], c["status"]))
+        .collect();
+    eprintln!(
+        "PENDING (needs the flow checks): tunnel {tunnel} to {gw_ip} removed: walk exit {code}, not ok: {:?}; rows: {rows:?}",
+        not_ok(&doc)
+    );
+    assert!((0..=3).contains(&code), "{doc:#}");
+    let mut readd = vs(&[
+        "add-port",
+        "br-tun",
+        &tunnel,
+        "--",
+        "set",
+        "Interface",
+        &tunnel,
+        "type=vxlan",
+    ]);
+    readd.push(format!("ofport_request={t_ofport}"));
+    let opts = t_opts.trim_matches(|c| c == '{' || c == '}');
+    for kv in opts.split(", ") {
+        readd.push(format!("options:{}", kv.replace('"', "")));
+    }
+    lab.sh("hv1", &strs(&readd));
+    assert_eq!(
+        lab.sh("hv1", &strs(&vs(&["get", "Interface", &tunnel, "ofport"]))),
+        t_ofport
+    );
+    assert_healthy_walk(&lab, &port, "after restoring the tunnel");
+
+    // ovsdb-server not answering: exit 3 within about --timeout.
+    let ovsdb = lab.info["hosts"]["hv1"]["daemons"]["ovsdb-server"]
+        .as_i64()
+        .expect("hv1's ovsdb-server pid") as i32;
+    let cmdline = std::fs::read(format!("/proc/{ovsdb}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("ovsdb-server"),
+        "pid {ovsdb} is not ovsdb-server"
+    );
+    {
+        // SAFETY: kill(2) with the recorded PID of the lab's ovsdb-server, checked just above.
+        assert_eq!(unsafe { libc::kill(ovsdb, libc::SIGSTOP) }, 0);
+        let _resume = Resume(ovsdb);
+        let t = Instant::now();
+        let (code, doc) = lab.vmpath("hv1", &["walk", &port, "--timeout", "2s"]);
+        let took = t.elapsed();
+        assert_eq!(code, 3, "{doc:#}");
+        assert!(
+            took < Duration::from_secs(6),
+            "walk took {took:?} with --timeout 2s"
+        );
+        eprintln!(
+            "ovsdb-server stopped: walk exit 3 after {:.1} s",
+            took.as_secs_f64()
+        );
+    }
+    assert_healthy_walk(&lab, &port, "after ovsdb-server resumed");
+
+    // 3. the gateways: exactly one primary, every router check ok on both; node checks judged.
+    let router = lab.s("/router/id");
+    let mut primaries = Vec::new();
+    let peer = lab.dir.join("routers-net1.json");
+    for gw in ["net1", "net2"] {
+        let (code, doc) = lab.vmpath(gw, &["routers"]);
+        if gw == "net1" {
+            std::fs::write(&peer, doc.to_string()).expect("write the peer document");
+        }
+        let r = &doc["routers"][0];
+        assert_eq!(r["router_id"], router.as_str(), "{gw}: {doc:#}");
+        if r["views"]["addresses"] == "primary" {
+            primaries.push(gw);
+        }
+        judge_gateway(gw, "routers", code, &doc, &r["checks"]);
+        let mut args = vec!["router", router.as_str()];
+        let peer_s = peer.to_string_lossy().into_owned();
+        if gw == "net2" {
+            args.extend(["--peer", peer_s.as_str()]);
+        }
+        let (code, doc) = lab.vmpath(gw, &args);
+        judge_gateway(gw, "router", code, &doc, &doc["routers"][0]["checks"]);
+    }
+    assert_eq!(primaries.len(), 1, "primaries: {primaries:?}");
+    assert_eq!(
+        primaries[0],
+        lab.s("/router/primary"),
+        "vmpath and the state files disagree on the primary"
+    );
+    eprintln!(
+        "gateways: {} primary (API: {})",
+        primaries[0],
+        lab.s("/router/api_ha_states")
+    );
+    assert!(t0.elapsed() < BUDGET, "the test took {:?}", t0.elapsed());
+}
+
+/// Every router check ok; the node's checks ok except the one known false alarm, `mtu.vxlan` on
+/// the gateways: it takes the largest MTU of all ports of br-int and the bridges patched to it,
+/// which includes the flat external network (qg- and br-ex's uplink, MTU 9050), while br-tun's
+/// flows carry only the tenant and HA networks' VLANs (MTU 9000) into the tunnels.
+fn judge_gateway(gw: &str, cmd: &str, code: i32, doc: &Value, router_checks: &Value) {
+    for c in router_checks
+        .as_array()
+        .unwrap_or_else(|| panic!("{gw}: no checks: {doc:#}"))
+    {
+        assert_eq!(c["status"], "ok", "{gw} {cmd}: {c:#}");
+    }
+    let mut false_alarm = false;
+    for c in doc["host_checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{gw}: {doc:#}"))
+    {
+        if c["status"] == "ok" {
+            continue;
+        }
+        let evidence = c["evidence"].to_string();
+        assert!(
+            c["id"] == "mtu.vxlan" && c["status"] == "fail" && evidence.contains("eth2 9050"),
+            "{gw} {cmd}: {c:#}"
+        );
+        false_alarm = true;
+    }
+    if false_alarm {
+        eprintln!("{gw} {cmd}: KNOWN FALSE ALARM mtu.vxlan (the external network's 9050 counted for the tunnels)");
+        assert_eq!(code, 2, "{gw} {cmd}: {doc:#}");
+    } else {
+        assert_eq!(code, 0, "{gw} {cmd}: {doc:#}");
+    }
+}

@@ -256,6 +256,20 @@ fn real_neutron_agents_compute_node_and_gateways() {
             return;
         }
     };
+    if lab.owned {
+        // The hard bound: past the budget, take the lab down and end the test process, wherever
+        // the test is (every command it runs has its own timeout too).
+        let dir = lab.dir.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(BUDGET.saturating_sub(t0.elapsed()));
+            eprintln!("tests/neutron.rs: over its budget of {BUDGET:?}: taking the lab down");
+            let _ = Command::new(nlab())
+                .args(["down", "--dir"])
+                .arg(&dir)
+                .output();
+            std::process::exit(101);
+        });
+    }
     let port = lab.s("/vm/port_id");
     let tap = lab.s("/vm/tap");
     let mac = lab.s("/vm/mac");

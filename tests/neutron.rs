@@ -95,6 +95,9 @@ impl Lab {
             // the lab's watchdog takes it down after 15 min, should this process die
             "--ttl".into(),
             "900".into(),
+            // nlab gives up by itself after this; `timeout` is the backstop
+            "--timeout".into(),
+            "400".into(),
         ];
         let out = run(&argv, 420);
         if !out.status.success() {

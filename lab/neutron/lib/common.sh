@@ -8,9 +8,11 @@ now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 since() { local ms=$(($(now_ms) - T0)); printf '%d.%01d' $((ms / 1000)) $((ms % 1000 / 100)); }
 step() { msg "[$(since) s] $*"; echo "$(since) $*" >>"$DIR/logs/steps.timing"; }
 
-# poll SECONDS CMD...: CMD every 0.25 s until it succeeds; 1 when SECONDS have passed.
+# poll SECONDS CMD...: CMD every 0.25 s until it succeeds; 1 when SECONDS have passed, or when
+# `up`'s own deadline (UP_END, from --timeout) has.
 poll() {
     local end=$(($(now_ms) + $1 * 1000)); shift
+    if ((${UP_END:-0} && UP_END < end)); then end=$UP_END; fi
     while true; do
         if "$@" >/dev/null 2>&1; then return 0; fi
         (($(now_ms) < end)) || return 1

@@ -22,7 +22,7 @@ db_url() { echo "mysql+pymysql://neutron:nlab-db@localhost/neutron?unix_socket=$
 mariadb_start() {
     local d=$DIR/ctl
     mkdir -p "$d/mysql" "$d/mysql-tmp"
-    mariadb-install-db --no-defaults --datadir="$d/mysql" --user=root --skip-test-db \
+    timeout 120 mariadb-install-db --no-defaults --datadir="$d/mysql" --user=root --skip-test-db \
         --auth-root-authentication-method=socket >"$DIR/logs/mariadb-install.log" 2>&1 ||
         die "mariadb-install-db failed (see $DIR/logs/mariadb-install.log)"
     spawn mariadb ctl mariadbd --no-defaults --datadir="$d/mysql" --socket="$d/mysql.sock" \
@@ -32,7 +32,7 @@ mariadb_start() {
         --max-connections=300 --character-set-server=utf8mb3 --collation-server=utf8mb3_general_ci
     poll 60 on ctl mariadb-admin --no-defaults --socket="$d/mysql.sock" -u root ping ||
         die "MariaDB did not answer (see $DIR/logs/mariadb.err)"
-    on ctl mariadb --no-defaults --socket="$d/mysql.sock" -u root -e "
+    on ctl timeout 30 mariadb --no-defaults --socket="$d/mysql.sock" -u root -e "
         CREATE DATABASE neutron CHARACTER SET utf8;
         CREATE USER 'neutron'@'localhost' IDENTIFIED BY 'nlab-db';
         GRANT ALL ON neutron.* TO 'neutron'@'localhost';"
@@ -104,7 +104,7 @@ EOF
 
 server_start() {
     local e=$DIR/ctl/etc
-    on ctl neutron-db-manage --config-file "$e/neutron.conf" upgrade heads >"$DIR/logs/db-manage.log" 2>&1 ||
+    on ctl timeout 300 neutron-db-manage --config-file "$e/neutron.conf" upgrade heads >"$DIR/logs/db-manage.log" 2>&1 ||
         die "neutron-db-manage failed (see $DIR/logs/db-manage.log)"
     spawn neutron-api ctl env OS_NEUTRON_CONFIG_DIR="$e" OS_NEUTRON_CONFIG_FILES=neutron.conf \
         gunicorn --chdir "$NLAB_HOME/py" --bind 127.0.0.1:9696 --workers 1 --threads 4 \
@@ -118,4 +118,4 @@ server_start() {
 }
 
 # api ARGS...: lab/neutron/py/api.py in ctl (the API is reachable there only).
-api() { on ctl /usr/bin/python3 "$NLAB_HOME/py/api.py" http://127.0.0.1:9696/v2.0 "$@"; }
+api() { on ctl timeout 300 /usr/bin/python3 "$NLAB_HOME/py/api.py" http://127.0.0.1:9696/v2.0 "$@"; }

@@ -63,10 +63,13 @@ fn largest_into(
     let mtu_of =
         |p: &crate::collect::ovsdb::OvsPort| p.mtu.or_else(|| host.link(&p.name).map(|l| l.mtu));
     if let Some(me) = ovs.iter().find(|p| p.name == name && p.in_bridge.is_some()) {
-        let mut bridges = vec![me.in_bridge.clone()?];
+        // (bridge, patch hops from the tunnel's own bridge). One hop reaches the integration
+        // bridge from a tunnel bridge; what lies beyond it (a provider network's physical
+        // bridge, br-ex) is never sent into a tunnel.
+        let mut bridges = vec![(me.in_bridge.clone()?, 0u8)];
         let mut seen = Vec::new();
         let mut ports = Vec::new();
-        while let Some(b) = bridges.pop() {
+        while let Some((b, hops)) = bridges.pop() {
             if seen.contains(&b) || seen.len() > 16 {
                 continue;
             }
@@ -77,15 +80,23 @@ fn largest_into(
                 if p.name == name || p.bridge.is_some() {
                     continue; // itself, or the bridge's own (host) port
                 }
+                // A port of a provider network (flat, VLAN) never reaches a tunnel.
+                if p.port_config
+                    .get("network_type")
+                    .is_some_and(|t| matches!(t.as_str(), "flat" | "vlan" | "local"))
+                {
+                    continue;
+                }
                 match p.kind.as_str() {
-                    "patch" => {
+                    "patch" if hops == 0 => {
                         let other = p
                             .peer
                             .as_deref()
                             .and_then(|peer| ovs.iter().find(|q| q.name == peer))
                             .and_then(|q| q.in_bridge.clone());
-                        bridges.extend(other);
+                        bridges.extend(other.map(|o| (o, hops + 1)));
                     }
+                    "patch" => {}
                     "vxlan" | "geneve" | "gre" | "stt" => {} // another tunnel: decapsulated traffic
                     _ => {
                         if let Some(m) = mtu_of(p) {

@@ -120,6 +120,14 @@ pub struct Evaluation {
 const MAX_FORKS: usize = 1024;
 /// Deepest jump nesting (the kernel's limit is similar; deeper means a loop).
 const MAX_DEPTH: usize = 64;
+/// Most rules looked at in one evaluation, all forks together: a loop of gotos (which do not
+/// nest) or rulesets built to explode the forks end here, undetermined, instead of growing the
+/// trace without bound (found by fuzzing). Real rulesets take a few thousand at most.
+const MAX_STEPS: usize = 200_000;
+/// Most undecidable rules nested on one path (each is a recursion of the walker, and its stack
+/// is bounded: a thread's is 2 MiB). Sequential undecidable rules whose outcome does not matter
+/// nest one level each; real rulesets have a handful.
+const MAX_FORK_DEPTH: usize = 96;
 
 /// Walk `pkt` through the base chains of `hooks` (in that order; each hook's chains by
 /// priority) of the tables that carry the packet's family.
@@ -149,6 +157,8 @@ pub fn evaluate(tables: &[Table], hooks: &[&str], kind: ChainKind, pkt: &Packet)
         bases: bases.iter().map(|&(_, t, c, _)| (t, c)).collect(),
         pkt,
         forks: 0,
+        steps: 0,
+        depth: 0,
     };
     w.run(State::default())
 }
@@ -174,6 +184,10 @@ struct Walker<'a> {
     bases: Vec<(usize, usize)>,
     pkt: &'a Packet,
     forks: usize,
+    /// Rules looked at so far (see [`MAX_STEPS`]).
+    steps: usize,
+    /// Forks nested at this point of the walk (see [`MAX_FORK_DEPTH`]).
+    depth: usize,
 }
 
 enum Tri {
@@ -255,6 +269,18 @@ impl<'a> Walker<'a> {
             }
             let rule = &chain.rules[f.r];
             f.r += 1;
+            self.steps += 1;
+            if self.steps > MAX_STEPS {
+                let reason = format!(
+                    "more than {MAX_STEPS} rules looked at for one packet: a loop of gotos, or forks without end"
+                );
+                return Self::done(
+                    st,
+                    Verdict::Undetermined,
+                    Some(self.step(t, c, rule)),
+                    Some(reason),
+                );
+            }
             if matches!(rule.target, Target::Continue(_)) {
                 continue;
             }
@@ -266,17 +292,19 @@ impl<'a> Walker<'a> {
                 },
                 Tri::Unknown(reason) => {
                     let step = self.step(t, c, rule);
-                    if self.forks >= MAX_FORKS {
+                    if self.forks >= MAX_FORKS || self.depth >= MAX_FORK_DEPTH {
                         let r = format!("{reason} (too many undecidable rules to follow)");
                         return Self::done(st, Verdict::Undetermined, Some(step), Some(r));
                     }
                     self.forks += 1;
+                    self.depth += 1;
                     let prefix = st.trace.len();
                     let yes = match self.apply(st.clone(), t, c, rule) {
                         Ok(next) => self.run(next),
                         Err(ev) => *ev,
                     };
                     let no = self.run(st);
+                    self.depth -= 1;
                     return combine(step, reason, yes, no, prefix);
                 }
             }
@@ -872,6 +900,33 @@ mod tests {
         let e = fwd(&mini(&rules), &to_vm(proto::TCP, Some(80)));
         assert_eq!(e.verdict, Verdict::Drop);
         assert_eq!(e.by.expect("test fixture").rule, "policy drop");
+    }
+
+    #[test]
+    fn goto_loops_and_endless_forks_end_undetermined_within_bounds() {
+        // A chain that goes to itself (gotos do not nest): found by fuzzing as endless growth.
+        let e = fwd(
+            &mini("-A FORWARD -j a\n-A a -g a\n"),
+            &to_vm(proto::TCP, Some(22)),
+        );
+        assert_eq!(e.verdict, Verdict::Undetermined, "{e:?}");
+        assert!(
+            e.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("rules looked at")),
+            "{e:?}"
+        );
+        // Hundreds of undecidable rules in a row, each a fork that nests: on a thread with the
+        // default 2 MiB stack, no overflow.
+        let mut rules = String::new();
+        for i in 0..600 {
+            rules.push_str(&format!("-A FORWARD -i eth{i} -j DROP\n"));
+        }
+        let t = mini(&rules);
+        let e = std::thread::spawn(move || fwd(&t, &to_vm(proto::TCP, Some(22))))
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(e.verdict, Verdict::Undetermined, "{e:?}");
     }
 
     #[test]

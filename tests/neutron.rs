@@ -395,7 +395,103 @@ fn real_neutron_agents_compute_node_and_gateways() {
         lab.sh("hv1", &strs(&vs(&["get", "Interface", &tunnel, "ofport"]))),
         t_ofport
     );
+    // Found by the tunnel check alone: the flows send to an OpenFlow port that no longer exists.
+    assert_eq!(code, 2, "tunnel-removed: {doc:#}");
+    assert_eq!(
+        lost.iter()
+            .map(|c| (
+                c["id"].as_str().unwrap_or(""),
+                c["subject"].as_str().unwrap_or("")
+            ))
+            .collect::<Vec<_>>(),
+        [("tunnel.port", format!("ofport {t_ofport}").as_str())],
+        "tunnel-removed: {doc:#}"
+    );
     assert_healthy_walk(&lab, &port, "after restoring the tunnel");
+
+    // A flow the VM's traffic needs deleted from br-int (table 94's NORMAL, which forwards what
+    // the firewall accepted), and a security-group rule of the OVS firewall dropping the VM's
+    // new connections (a table-72 flow above the agent's): each found by its own check.
+    let of = |args: &[&str]| -> Vec<String> {
+        let mut v = vec!["ovs-ofctl".to_string()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    };
+    let del94 = of(&["--strict", "del-flows", "br-int", "table=94,priority=1"]);
+    let add94 = of(&["add-flow", "br-int", "table=94,priority=1,actions=NORMAL"]);
+    fault_case(
+        &lab,
+        "br-int-flow",
+        &[&strs(&del94)],
+        &["walk", &port],
+        &["flow.egress"],
+        &[&strs(&add94)],
+    );
+    let reg5: u64 = ofport.parse().expect("ofport");
+    let sg_flow = format!("table=72,priority=80,ct_state=+new-est,ip,reg5={reg5:#x}");
+    let sg_add = of(&[
+        "add-flow",
+        "br-int",
+        &format!("{sg_flow},actions=resubmit(,93)"),
+    ]);
+    let sg_del = of(&["--strict", "del-flows", "br-int", &sg_flow]);
+    lab.sh("hv1", &strs(&sg_add));
+    let (code, doc) = lab.vmpath("hv1", &["walk", &port]);
+    lab.sh("hv1", &strs(&sg_del));
+    assert_eq!(code, 2, "sg-drop: {doc:#}");
+    let bad: Vec<(String, String)> = checks(&doc)
+        .iter()
+        .filter(|c| c["status"] != "ok")
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or("").to_string(),
+                c["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        bad,
+        [
+            ("sg.ovs".to_string(), "fail".to_string()),
+            ("flow.egress".to_string(), "unknown".to_string())
+        ],
+        "sg-drop: {doc:#}"
+    );
+    eprintln!("fault sg-drop: detected by sg.ovs (flow.egress not judged past it)");
+    assert_healthy_walk(&lab, &port, "after clearing sg-drop");
+
+    // ovs-vswitchd not answering: the flow checks are unknown, within about --timeout.
+    let vswitchd = lab.info["hosts"]["hv1"]["daemons"]["ovs-vswitchd"]
+        .as_i64()
+        .expect("hv1's ovs-vswitchd pid") as i32;
+    let cmdline = std::fs::read(format!("/proc/{vswitchd}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("ovs-vswitchd"),
+        "pid {vswitchd} is not ovs-vswitchd"
+    );
+    {
+        // SAFETY: kill(2) with the recorded PID of the lab's ovs-vswitchd, checked just above.
+        assert_eq!(unsafe { libc::kill(vswitchd, libc::SIGSTOP) }, 0);
+        let _resume = Resume(vswitchd);
+        let t = Instant::now();
+        let (code, doc) = lab.vmpath("hv1", &["walk", &port, "--timeout", "2s"]);
+        let took = t.elapsed();
+        assert_eq!(code, 3, "{doc:#}");
+        assert_eq!(
+            not_ok(&doc),
+            BTreeSet::from(["flow.egress".to_string()]),
+            "{doc:#}"
+        );
+        assert!(
+            took < Duration::from_secs(6),
+            "walk took {took:?} with --timeout 2s"
+        );
+        eprintln!(
+            "ovs-vswitchd stopped: walk exit 3 after {:.1} s",
+            took.as_secs_f64()
+        );
+    }
+    assert_healthy_walk(&lab, &port, "after ovs-vswitchd resumed");
 
     // ovsdb-server not answering: exit 3 within about --timeout.
     let ovsdb = lab.info["hosts"]["hv1"]["daemons"]["ovsdb-server"]

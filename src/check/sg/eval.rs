@@ -178,6 +178,11 @@ struct State {
     trace: Vec<Step>,
     notes: Vec<String>,
     accepted_by: Option<Step>,
+    /// What a branch learned about an unknown (uplink) interface: on the branch where a rule
+    /// naming one interface matched, the packet came in (went out) by that interface, so later
+    /// rules naming other interfaces are decided there instead of forking again.
+    in_iface: Option<Iface>,
+    out_iface: Option<Iface>,
 }
 
 struct Walker<'a> {
@@ -285,7 +290,7 @@ impl<'a> Walker<'a> {
             if matches!(rule.target, Target::Continue(_)) {
                 continue;
             }
-            match self.rule_matches(rule) {
+            match self.rule_matches(rule, &st) {
                 Tri::No => {}
                 Tri::Yes => match self.apply(st, t, c, rule) {
                     Ok(next) => st = next,
@@ -300,7 +305,9 @@ impl<'a> Walker<'a> {
                     self.forks += 1;
                     self.depth += 1;
                     let prefix = st.trace.len();
-                    let yes = match self.apply(st.clone(), t, c, rule) {
+                    let mut if_yes = st.clone();
+                    self.learn(rule, &mut if_yes);
+                    let yes = match self.apply(if_yes, t, c, rule) {
                         Ok(next) => self.run(next),
                         Err(ev) => *ev,
                     };
@@ -390,10 +397,39 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn rule_matches(&self, rule: &Rule) -> Tri {
+    /// On the branch where `rule` matched: an unknown interface it names as one literal name
+    /// (not negated, no wildcard) is that name.
+    fn learn(&self, rule: &Rule, st: &mut State) {
+        for m in rule.matches.iter().filter(|m| !m.negated) {
+            let (pats, known, slot) = match &m.cond {
+                Cond::InIface(p) | Cond::PhysIn(p) => {
+                    (p, st.in_iface.as_ref().unwrap_or(&self.pkt.in_iface), 0)
+                }
+                Cond::OutIface(p) | Cond::PhysOut(p) => {
+                    (p, st.out_iface.as_ref().unwrap_or(&self.pkt.out_iface), 1)
+                }
+                _ => continue,
+            };
+            if *known != Iface::Uplink {
+                continue;
+            }
+            if let [one] = pats.as_slice() {
+                if !one.ends_with('+') && !one.ends_with('*') {
+                    let named = Some(Iface::Name(one.clone()));
+                    if slot == 0 {
+                        st.in_iface = named;
+                    } else {
+                        st.out_iface = named;
+                    }
+                }
+            }
+        }
+    }
+
+    fn rule_matches(&self, rule: &Rule, st: &State) -> Tri {
         let mut unknown = None;
         for m in &rule.matches {
-            match self.match_one(m) {
+            match self.match_one(m, st) {
                 Tri::No => return Tri::No,
                 Tri::Unknown(r) => {
                     unknown.get_or_insert(r);
@@ -407,8 +443,8 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn match_one(&self, m: &Match) -> Tri {
-        let r = self.cond(&m.cond);
+    fn match_one(&self, m: &Match, st: &State) -> Tri {
+        let r = self.cond(&m.cond, st);
         if !m.negated {
             return r;
         }
@@ -419,12 +455,16 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn cond(&self, c: &Cond) -> Tri {
+    fn cond(&self, c: &Cond, st: &State) -> Tri {
         let p = self.pkt;
         let any = |v: bool| if v { Tri::Yes } else { Tri::No };
         match c {
-            Cond::InIface(pats) | Cond::PhysIn(pats) => iface(pats, &p.in_iface, "in"),
-            Cond::OutIface(pats) | Cond::PhysOut(pats) => iface(pats, &p.out_iface, "out"),
+            Cond::InIface(pats) | Cond::PhysIn(pats) => {
+                iface(pats, st.in_iface.as_ref().unwrap_or(&p.in_iface), "in")
+            }
+            Cond::OutIface(pats) | Cond::PhysOut(pats) => {
+                iface(pats, st.out_iface.as_ref().unwrap_or(&p.out_iface), "out")
+            }
             Cond::Src(nets) => addr(nets, p.src, p.v6, "source"),
             Cond::Dst(nets) => addr(nets, p.dst, p.v6, "destination"),
             Cond::Proto(list) => any(list.contains(&p.proto)),
@@ -901,6 +941,29 @@ mod tests {
         let e = fwd(&mini(&rules), &to_vm(proto::TCP, Some(80)));
         assert_eq!(e.verdict, Verdict::Drop);
         assert_eq!(e.by.expect("test fixture").rule, "policy drop");
+    }
+
+    #[test]
+    fn a_branch_that_matched_an_uplink_name_knows_it() {
+        // Thirty uplink rules in a row: once a branch has matched `-i ethK`, the later `-i ethJ`
+        // are decided there: thirty forks, not 2^30 (which would exhaust the budget).
+        let mut rules = String::new();
+        for i in 0..30 {
+            rules.push_str(&format!("-A FORWARD -i eth{i} -j a\n"));
+        }
+        rules.push_str(
+            "-A FORWARD -o tap3f1c2a4e-5b -p tcp -m tcp --dport 22 -j ACCEPT\n-A a -j RETURN\n",
+        );
+        let e = fwd(&mini(&rules), &to_vm(proto::TCP, Some(22)));
+        assert_eq!(e.verdict, Verdict::Accept, "{e:?}");
+        let e = fwd(&mini(&rules), &to_vm(proto::TCP, Some(80)));
+        assert_eq!(e.verdict, Verdict::Drop, "{e:?}");
+        // A wildcard or a negation teaches nothing: `-i eth+` then `-i eth1` still forks.
+        let e = fwd(
+            &mini("-A FORWARD -i eth+ -j a\n-A FORWARD ! -i eth1 -j DROP\n-A a -j RETURN\n-A FORWARD -j ACCEPT\n"),
+            &to_vm(proto::TCP, Some(22)),
+        );
+        assert_eq!(e.verdict, Verdict::Undetermined, "{e:?}");
     }
 
     #[test]

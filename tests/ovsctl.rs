@@ -8,15 +8,15 @@
 //! vSwitch (lab/setup installs it); fails in CI (CI=true) when it cannot run.
 
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vmpath::collect::deadline::Deadline;
 use vmpath::collect::ovsctl::{self, flows, replies, Outcome, Session};
 use vmpath::collect::procs::ProcTable;
 use vmpath::collect::trust::Policy;
+
+mod private;
 
 /// The VM's egress packet to its router's MAC.
 const VM: &str = "in_port=tapvm0,dl_src=fa:16:3e:00:00:11,dl_dst=fa:16:3e:00:00:01,icmp,\
@@ -78,29 +78,15 @@ fn a_real_ovs_vswitchd_over_its_control_socket() {
     let dir = std::env::temp_dir().join(format!("vmpath-ovsctl-lab-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("work dir");
-    let outer = std::fs::metadata("/proc/self/ns/net").expect("netns").ino();
     let exe = std::env::current_exe().expect("test binary");
     let t = Instant::now();
-    let out = Command::new("timeout")
-        .args([
-            "120",
-            "unshare",
-            "--net",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            "--propagation",
-            "private",
-            "bash",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ovsctl.sh"),
-        ])
-        .arg(&dir)
-        .arg(&exe)
-        .env("OUTER_NETNS", outer.to_string())
-        .output()
-        .expect("run tests/ovsctl.sh");
+    let out = private::run(
+        120,
+        true,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ovsctl.sh"),
+        &[&dir.to_string_lossy(), &exe.to_string_lossy()],
+        "OUTER_NETNS",
+    );
     let shown = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

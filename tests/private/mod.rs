@@ -27,6 +27,8 @@ pub fn run(secs: u32, pid: bool, script: &str, args: &[&str], var: &str) -> Outp
         .unwrap_or_else(|e| panic!("run {script}: {e}"))
 }
 
+// Not every test binary that includes this module uses all of it.
+#[allow(dead_code)]
 /// The JSON documents a script printed, each after a line `== NAME` (a name without a body,
 /// like an end marker, is left out).
 pub fn sections(text: &str) -> BTreeMap<String, Value> {

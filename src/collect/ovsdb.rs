@@ -347,38 +347,36 @@ pub struct Server {
     pub untrusted: Option<String>,
 }
 
-/// The unix sockets of the ovsdb-servers of this network namespace (`--remote=punix:PATH`, as
+/// The unix sockets of the ovsdb-servers among `procs` (this network namespace's) (`--remote=punix:PATH`, as
 /// reachable from here), else the default `/run/openvswitch/db.sock` when it exists. A server
 /// is asked only when it is trusted (`collect::trust`) and its socket is its own or root's.
-pub fn discover(policy: &super::trust::Policy) -> Vec<Server> {
+pub fn discover(procs: &[super::procs::Process], policy: &super::trust::Policy) -> Vec<Server> {
     use std::os::unix::fs::MetadataExt;
     let mut out: Vec<Server> = Vec::new();
-    if let Ok(t) = super::procs::ProcTable::scan() {
-        for p in t.procs.iter().filter(|p| p.name == "ovsdb-server") {
-            let trusted = super::trust::judge(p, policy);
-            let uid = p.cred.as_ref().map_or(0, |c| c.uid);
-            for a in &p.args {
-                let Some(path) = a.strip_prefix("--remote=punix:") else {
-                    continue;
-                };
-                let socket = p.path(path);
-                if out.iter().any(|s| s.socket == socket) {
-                    continue;
-                }
-                let untrusted = match &trusted {
-                    Err(why) => Some(why.clone()),
-                    Ok(()) => std::fs::metadata(&socket).ok().and_then(|md| {
-                        (md.uid() != 0 && md.uid() != uid).then(|| {
-                            format!(
-                                "{} belongs to uid {}, neither root nor ovsdb-server's uid {uid}",
-                                socket.display(),
-                                md.uid()
-                            )
-                        })
-                    }),
-                };
-                out.push(Server { socket, untrusted });
+    for p in procs.iter().filter(|p| p.name == "ovsdb-server") {
+        let trusted = super::trust::judge(p, policy);
+        let uid = p.cred.as_ref().map_or(0, |c| c.uid);
+        for a in &p.args {
+            let Some(path) = a.strip_prefix("--remote=punix:") else {
+                continue;
+            };
+            let socket = p.path(path);
+            if out.iter().any(|s| s.socket == socket) {
+                continue;
             }
+            let untrusted = match &trusted {
+                Err(why) => Some(why.clone()),
+                Ok(()) => std::fs::metadata(&socket).ok().and_then(|md| {
+                    (md.uid() != 0 && md.uid() != uid).then(|| {
+                        format!(
+                            "{} belongs to uid {}, neither root nor ovsdb-server's uid {uid}",
+                            socket.display(),
+                            md.uid()
+                        )
+                    })
+                }),
+            };
+            out.push(Server { socket, untrusted });
         }
     }
     let default = PathBuf::from("/run/openvswitch/db.sock");
@@ -389,6 +387,25 @@ pub fn discover(policy: &super::trust::Policy) -> Vec<Server> {
         });
     }
     out
+}
+
+/// The OVSDBs to ask: the sockets given (`--ovsdb`, trusted as the user named them), else the
+/// ones [`discover`] finds among `procs`.
+pub fn servers(
+    given: &[PathBuf],
+    procs: &[super::procs::Process],
+    policy: &super::trust::Policy,
+) -> Vec<Server> {
+    if given.is_empty() {
+        return discover(procs, policy);
+    }
+    given
+        .iter()
+        .map(|s| Server {
+            socket: s.clone(),
+            untrusted: None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -56,17 +56,10 @@ pub struct Gathering {
 /// an OVS host: the routed design applies), `Error::Unknown` when one runs but none answers
 /// (the design of the port cannot be told).
 pub fn start(opts: &Options) -> Result<Gathering> {
-    let servers = if opts.ovsdb.is_empty() {
-        ovsdb::discover(&opts.trust)
-    } else {
-        opts.ovsdb
-            .iter()
-            .map(|s| ovsdb::Server {
-                socket: s.clone(),
-                untrusted: None,
-            })
-            .collect()
-    };
+    // One process scan for the OVSDB servers and ovs-vswitchd.
+    let procs = ProcTable::scan()
+        .map_err(|e| Error::unknown(format!("cannot scan /proc for ovsdb-server: {e}")))?;
+    let servers = ovsdb::servers(&opts.ovsdb, &procs.procs, &opts.trust);
     let trusted: Vec<&ovsdb::Server> = servers.iter().filter(|s| s.untrusted.is_none()).collect();
     if trusted.is_empty() {
         let why = servers
@@ -90,7 +83,7 @@ pub fn start(opts: &Options) -> Result<Gathering> {
                 return Ok(Gathering {
                     socket: s.socket.display().to_string(),
                     db,
-                    switch: find_vswitchd(opts),
+                    switch: find_vswitchd(&procs, opts),
                     session: None,
                     deadline: Deadline::after(opts.timeout),
                     pre_flows: Default::default(),
@@ -107,9 +100,7 @@ pub fn start(opts: &Options) -> Result<Gathering> {
 }
 
 /// The ovs-vswitchd of this host: the first trusted one with a control socket.
-fn find_vswitchd(opts: &Options) -> Result<ovsctl::Vswitchd> {
-    let procs = ProcTable::scan()
-        .map_err(|e| Error::unknown(format!("cannot scan /proc for ovs-vswitchd: {e}")))?;
+fn find_vswitchd(procs: &ProcTable, opts: &Options) -> Result<ovsctl::Vswitchd> {
     let found = ovsctl::discover(&procs.procs, &opts.trust);
     if let Some(v) = found.iter().find(|v| v.untrusted.is_none()) {
         return Ok(v.clone());

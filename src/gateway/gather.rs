@@ -202,6 +202,8 @@ pub fn gather(opts: &Options) -> Result<Facts> {
         let ka = kas.iter().find(|k| Some(k.netns_inode) == ino).cloned();
         routers.push(read_router(id, ns, e.path.clone(), ka, ha_confs.as_deref()));
     }
+    // One process scan for the node's BGP speakers and its OVSDB servers.
+    let procs = crate::collect::procs::ProcTable::scan().unwrap_or_default();
     // The node's BGP speakers, asked about every tenant prefix at once while keepalived is.
     let bgp_running = opts.bgp.then(|| {
         let mut all: Vec<(IpAddr, u8)> = routers
@@ -210,7 +212,6 @@ pub fn gather(opts: &Options) -> Result<Facts> {
             .collect();
         all.sort();
         all.dedup();
-        let procs = crate::collect::procs::ProcTable::scan().unwrap_or_default();
         let speakers = bgp::discover(&procs, &opts.bgp_overrides, &opts.trust);
         bgp::spawn_collect(speakers, &all, opts.timeout)
     });
@@ -230,17 +231,7 @@ pub fn gather(opts: &Options) -> Result<Facts> {
     }
     let node = nsscan::read_here("host", opts.timeout);
     let bgp = bgp_running.map(bgp::join);
-    let servers = if opts.ovsdb.is_empty() {
-        crate::collect::ovsdb::discover(&opts.trust)
-    } else {
-        opts.ovsdb
-            .iter()
-            .map(|s| crate::collect::ovsdb::Server {
-                socket: s.clone(),
-                untrusted: None,
-            })
-            .collect()
-    };
+    let servers = crate::collect::ovsdb::servers(&opts.ovsdb, &procs.procs, &opts.trust);
     let ovsdb = servers
         .iter()
         .map(|s| {

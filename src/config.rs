@@ -11,6 +11,8 @@
 //! ha_confs = "/var/lib/neutron/ha_confs"   # gateway nodes: Neutron's keepalived dirs
 //! expect = ["dhcp", "bgp"]     # components this host must run (default: judged by what runs)
 //! trusted_accounts = ["nobody"]   # daemons' accounts to trust besides root (README "Security")
+//! cloud = "prod"               # the clouds.yaml cloud to ask Neutron through (else OS_CLOUD)
+//! neutron_host = "hv1"         # this host's name in Neutron's binding:host_id (else the host name)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -43,6 +45,12 @@ pub struct Config {
     /// besides root and daemons that kept capabilities from root (see README "Security").
     #[serde(default)]
     pub trusted_accounts: Vec<String>,
+    /// The clouds.yaml cloud to read Neutron through when neither `--os-cloud` nor `OS_CLOUD`
+    /// names one.
+    pub cloud: Option<String>,
+    /// This host's name as Neutron binds ports to it (`binding:host_id`; the agents' `host`
+    /// option), when it is not the host name.
+    pub neutron_host: Option<String>,
 }
 
 impl Config {

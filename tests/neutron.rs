@@ -157,6 +157,47 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// `vmpath ARGS --json` on HOST with `env` set: its exit code, document and everything it
+    /// printed (stdout and stderr, to look for secrets in).
+    fn vmpath_env(
+        &self,
+        host: &str,
+        env: &[(String, String)],
+        args: &[&str],
+    ) -> (i32, Value, String) {
+        let mut argv: Vec<String> = vec!["env".into()];
+        argv.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        argv.push(VMPATH.into());
+        argv.extend(args.iter().map(|s| s.to_string()));
+        argv.push("--json".into());
+        let out = self.on(host, &strs(&argv), 90);
+        let code = out.status.code().unwrap_or(-1);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{host}: vmpath {args:?} (exit {code}): not JSON ({e}): {all}")
+        });
+        (code, doc, all)
+    }
+
+    /// lab/neutron/py/api.py on ctl with the lab admin's token: its stdout.
+    fn api(&self, args: &[&str]) -> String {
+        let mut argv = vec![
+            "env".to_string(),
+            "NLAB_KEYSTONE=http://127.0.0.1:5000/v3".into(),
+            format!("NLAB_ADMIN_PW={}", self.s("/keystone/admin_password")),
+            format!("NLAB_VMPATH_PW={}", self.s("/keystone/password")),
+            "/usr/bin/python3".into(),
+            format!("{}/lab/neutron/py/api.py", env!("CARGO_MANIFEST_DIR")),
+            "http://127.0.0.1:9696/v2.0".into(),
+        ];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        self.sh("ctl", &strs(&argv))
+    }
+
     /// `vmpath ARGS --json` on HOST: its exit code and document.
     fn vmpath(&self, host: &str, args: &[&str]) -> (i32, Value) {
         let mut argv = vec![VMPATH];
@@ -304,7 +345,10 @@ fn real_neutron_agents_compute_node_and_gateways() {
     assert_eq!(doc["port"]["mac"], mac.as_str(), "{doc:#}");
     assert_eq!(doc["port"]["plug"], "native", "{doc:#}");
 
-    // 2. faults on hv1.
+    // 2. Neutron as the source of the desired state (Keystone, the API, the router's agents).
+    neutron_source(&lab);
+
+    // 3. faults on hv1.
     let vs = |args: &[&str]| -> Vec<String> {
         let mut v = vec!["ovs-vsctl".to_string(), "--timeout=10".into()];
         v.extend(args.iter().map(|s| s.to_string()));
@@ -521,7 +565,7 @@ fn real_neutron_agents_compute_node_and_gateways() {
     }
     assert_healthy_walk(&lab, &port, "after ovsdb-server resumed");
 
-    // 3. the gateways: exactly one primary, every router check ok on both; node checks judged.
+    // 4. the gateways: exactly one primary, every router check ok on both; node checks judged.
     let router = lab.s("/router/id");
     let mut primaries = Vec::new();
     let peer = lab.dir.join("routers-net1.json");
@@ -556,6 +600,370 @@ fn real_neutron_agents_compute_node_and_gateways() {
         lab.s("/router/api_ha_states")
     );
     assert!(t0.elapsed() < BUDGET, "the test took {:?}", t0.elapsed());
+}
+
+/// The Keystone POSTs of /v3/auth/tokens from hv1 so far (Keystone's access log).
+fn keystone_auths(lab: &Lab) -> usize {
+    std::fs::read_to_string(lab.dir.join("logs/keystone-access.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("192.0.2.21 ") && l.contains("POST /v3/auth/tokens"))
+        .count()
+}
+
+fn check<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    checks(doc)
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {doc:#}"))
+}
+
+/// `walk --source neutron` on hv1 through the lab's real Keystone 30 and Neutron 29: password
+/// (clouds.yaml + secure.yaml), application-credential and token (OS_* variables) auth; the
+/// token cached across walks (one Keystone call for many); the trace towards the router's qr-
+/// MAC and gateway address and the hand-off naming the router's primary; a port bound to
+/// another host, a failed binding, a port Neutron does not have, the router's MAC sent to the
+/// standby gateway, and Neutron not answering.
+fn neutron_source(lab: &Lab) {
+    let os = lab.dir.join("os");
+    let xdg = lab.dir.join("xdg");
+    std::fs::create_dir_all(&os).expect("os dir");
+    let _ = std::fs::remove_dir_all(&xdg);
+    std::fs::create_dir_all(&xdg).expect("xdg dir");
+    std::fs::set_permissions(&xdg, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod xdg");
+    let url = lab.s("/keystone/url");
+    let password = lab.s("/keystone/password");
+    let ac: Value = serde_json::from_str(
+        &lab.api(&["appcred", &format!("vmpath-test-{}", std::process::id())]),
+    )
+    .expect("appcred");
+    let ac_secret = ac["secret"].as_str().expect("secret").to_string();
+    std::fs::write(
+        os.join("clouds.yaml"),
+        format!(
+            "clouds:\n  nlab:\n    auth:\n      auth_url: {url}\n      username: vmpath\n      project_name: service\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: RegionOne\n    interface: public\n  nlab-ac:\n    auth_type: v3applicationcredential\n    auth:\n      auth_url: {url}\n      application_credential_id: {}\n    region_name: RegionOne\n",
+            ac["id"].as_str().expect("id")
+        ),
+    )
+    .expect("clouds.yaml");
+    std::fs::write(
+        os.join("secure.yaml"),
+        format!("clouds:\n  nlab:\n    auth:\n      password: {password}\n  nlab-ac:\n    auth:\n      application_credential_secret: {ac_secret}\n"),
+    )
+    .expect("secure.yaml");
+    let env = |cloud: &str| -> Vec<(String, String)> {
+        vec![
+            (
+                "OS_CLIENT_CONFIG_FILE".into(),
+                os.join("clouds.yaml").display().to_string(),
+            ),
+            (
+                "OS_CLIENT_SECURE_FILE".into(),
+                os.join("secure.yaml").display().to_string(),
+            ),
+            ("OS_CLOUD".into(), cloud.into()),
+            ("XDG_RUNTIME_DIR".into(), xdg.display().to_string()),
+        ]
+    };
+    let port = lab.s("/vm/port_id");
+    let router = lab.s("/router/id");
+    let primary = lab.s("/router/primary");
+    let gw4 = lab.s("/network/gateway4");
+    let no_secret = |all: &str, what: &str| {
+        for s in [password.as_str(), ac_secret.as_str()] {
+            assert!(!all.contains(s), "{what}: a secret was printed: {all}");
+        }
+    };
+
+    // The router interface holding the gateway address, as the API lists it.
+    let rports: Value = serde_json::from_str(&lab.api(&[
+        "get",
+        &format!(
+            "/ports?device_id={router}&network_id={}",
+            lab.s("/network/id")
+        ),
+    ]))
+    .expect("router ports");
+    let qr_mac = rports["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["fixed_ips"].to_string().contains(&format!("\"{gw4}\"")))
+        .and_then(|p| p["mac_address"].as_str())
+        .unwrap_or_else(|| panic!("no router port holds {gw4}: {rports}"))
+        .to_string();
+
+    // Password auth: a new token (one Keystone call), then the cached one for the next walks.
+    let before = keystone_auths(lab);
+    let mut times = Vec::new();
+    for i in 0..3 {
+        let (code, doc, all) =
+            lab.vmpath_env("hv1", &env("nlab"), &["walk", &port, "--source", "neutron"]);
+        no_secret(&all, "password walk");
+        assert_eq!(code, 0, "walk --source neutron: {doc:#}");
+        assert!(checks(&doc).iter().all(|c| c["status"] == "ok"), "{doc:#}");
+        let src = &doc["source"];
+        assert_eq!(src["desired"], "neutron", "{doc:#}");
+        assert_eq!(
+            src["token"],
+            if i == 0 { "new" } else { "cached" },
+            "{doc:#}"
+        );
+        assert_eq!(src["keystone_calls"], if i == 0 { 1 } else { 0 }, "{doc:#}");
+        times.push((
+            src["elapsed_ms"].as_u64().unwrap_or(0),
+            src["api_calls"].as_u64().unwrap_or(0),
+        ));
+        assert_eq!(check(&doc, "neutron.port")["status"], "ok", "{doc:#}");
+        // The trace goes towards the router's qr- MAC and the gateway address, and the hand-off
+        // names the router and its primary.
+        let egress = check(&doc, "flow.egress")["evidence"].to_string();
+        let next = check(&doc, "path.next")["summary"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            egress.contains(&format!("dl_dst={qr_mac}"))
+                && egress.contains(&format!("nw_dst={gw4}")),
+            "{egress}"
+        );
+        assert!(
+            next.contains(&format!("vmpath router {router}"))
+                && next.contains(&qr_mac)
+                && next.contains(&format!("primary {primary}")),
+            "{next}"
+        );
+    }
+    assert_eq!(
+        keystone_auths(lab) - before,
+        1,
+        "three walks, one Keystone call"
+    );
+    eprintln!("neutron source: password auth, three walks, one Keystone call; (Neutron ms, API calls): {times:?}");
+
+    // Application credential (clouds.yaml + secure.yaml), and a token in OS_* variables.
+    let (code, doc, all) = lab.vmpath_env(
+        "hv1",
+        &env("nlab-ac"),
+        &["walk", &port, "--source", "neutron"],
+    );
+    no_secret(&all, "appcred walk");
+    assert_eq!(
+        (code, doc["source"]["desired"].as_str()),
+        (0, Some("neutron")),
+        "{doc:#}"
+    );
+    let token = lab.api(&["vmpath-token"]);
+    let tok_env = vec![
+        ("OS_AUTH_URL".to_string(), url.clone()),
+        ("OS_AUTH_TYPE".into(), "token".into()),
+        ("OS_TOKEN".into(), token.clone()),
+        ("OS_PROJECT_NAME".into(), "service".into()),
+        ("OS_PROJECT_DOMAIN_NAME".into(), "Default".into()),
+        ("OS_REGION_NAME".into(), "RegionOne".into()),
+        ("XDG_RUNTIME_DIR".into(), xdg.display().to_string()),
+        (
+            "OS_CLIENT_CONFIG_FILE".into(),
+            "/nonexistent/clouds.yaml".into(),
+        ),
+    ];
+    let (code, doc, all) = lab.vmpath_env("hv1", &tok_env, &["walk", &port, "--source", "neutron"]);
+    assert!(!all.contains(&token), "the token was printed: {all}");
+    assert_eq!(
+        (code, doc["source"]["cloud"].as_str()),
+        (0, Some("envvars")),
+        "{doc:#}"
+    );
+    eprintln!("neutron source: application credential and token (OS_*) auth: all ok");
+
+    // The router's MAC sent to the standby gateway: a unicast flow above the learned one sends
+    // it into the tunnel to the standby's VTEP. The packet still leaves with the right VNI
+    // (flow.egress ok); path.next says it goes to a host that does not route it.
+    let standby = if primary == "net1" { "net2" } else { "net1" };
+    let standby_ip = lab.s(&format!("/hosts/{standby}/local_ip"));
+    let (_, doc, _) = lab.vmpath_env("hv1", &env("nlab"), &["walk", &port]);
+    let tag = doc["port"]["local_vlan"].to_string();
+    let vni = lab.s("/network/vni");
+    let tunnels = lab.sh(
+        "hv1",
+        &["ovs-vsctl", "--timeout=10", "list-ports", "br-tun"],
+    );
+    let to_standby = tunnels
+        .lines()
+        .find(|p| {
+            p.starts_with("vxlan-")
+                && lab.sh(
+                    "hv1",
+                    &[
+                        "ovs-vsctl",
+                        "--timeout=10",
+                        "get",
+                        "Interface",
+                        p,
+                        "options:remote_ip",
+                    ],
+                ) == format!("\"{standby_ip}\"")
+        })
+        .unwrap_or_else(|| panic!("no tunnel to {standby_ip}: {tunnels}"))
+        .to_string();
+    let spec = format!("table=20,priority=5,dl_vlan={tag},dl_dst={qr_mac}");
+    lab.sh(
+        "hv1",
+        &[
+            "ovs-ofctl",
+            "add-flow",
+            "br-tun",
+            &format!("{spec},actions=strip_vlan,load:{vni}->NXM_NX_TUN_ID[],output:{to_standby}"),
+        ],
+    );
+    let (code, doc, _) = lab.vmpath_env("hv1", &env("nlab"), &["walk", &port]);
+    lab.sh(
+        "hv1",
+        &["ovs-ofctl", "--strict", "del-flows", "br-tun", &spec],
+    );
+    assert_eq!(code, 2, "router MAC to the standby: {doc:#}");
+    assert_eq!(
+        not_ok(&doc),
+        BTreeSet::from(["path.next".to_string()]),
+        "{doc:#}"
+    );
+    let s = check(&doc, "path.next")["summary"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        s.contains(&standby_ip) && s.contains(&format!("active on {primary}")),
+        "{s}"
+    );
+    eprintln!("fault router-mac-to-standby: detected by path.next only");
+
+    // A tap on hv1 for a port Neutron binds to another host, for one whose binding failed, and
+    // for one Neutron does not have: neutron.port names each; the agent marks each port dead
+    // (brint.tag), as it should.
+    let net = lab.s("/network/id");
+    let other: Value = serde_json::from_str(&lab.api(&["port", &net, "net2"])).expect("port");
+    let failed: Value = serde_json::from_str(&lab.api(&["port", &net, "hv9"])).expect("port");
+    assert_eq!(failed["vif_type"], "binding_failed", "{failed}");
+    let ghost = "0badc0de-0000-4000-8000-000000000001";
+    let cases = [
+        (
+            "bound-elsewhere",
+            other["id"].as_str().unwrap_or("").to_string(),
+            other["mac"].as_str().unwrap_or("").to_string(),
+            "to host net2, not to this host",
+        ),
+        (
+            "binding-failed",
+            failed["id"].as_str().unwrap_or("").to_string(),
+            failed["mac"].as_str().unwrap_or("").to_string(),
+            "binding on hv9 failed",
+        ),
+        (
+            "deleted",
+            ghost.to_string(),
+            "fa:16:3e:0b:ad:01".to_string(),
+            "Neutron has no port",
+        ),
+    ];
+    for (name, id, mac, says) in &cases {
+        let tap = format!("tap{}", &id[..11]);
+        // A veth (its peer up, as a running VM's end would be), plugged the way os-vif does.
+        let peer = format!("vp{}", &id[..11]);
+        let mtu = lab.s("/network/mtu");
+        lab.sh(
+            "hv1",
+            &[
+                "ip", "link", "add", &tap, "mtu", &mtu, "type", "veth", "peer", "name", &peer,
+                "mtu", &mtu,
+            ],
+        );
+        lab.sh("hv1", &["ip", "link", "set", &peer, "up"]);
+        lab.sh("hv1", &["ip", "link", "set", &tap, "up"]);
+        lab.sh(
+            "hv1",
+            &[
+                "ovs-vsctl",
+                "--timeout=10",
+                "--",
+                "add-port",
+                "br-int",
+                &tap,
+                "--",
+                "set",
+                "Interface",
+                &tap,
+                &format!("external_ids:iface-id={id}"),
+                "external_ids:iface-status=active",
+                &format!("external_ids:attached-mac={mac}"),
+            ],
+        );
+        // Give the agent a moment to look at it (it leaves such a port without a local VLAN, or
+        // marks it dead: brint.tag either way).
+        std::thread::sleep(Duration::from_secs(2));
+        let (code, doc, _) = lab.vmpath_env("hv1", &env("nlab"), &["walk", &tap]);
+        lab.sh(
+            "hv1",
+            &["ovs-vsctl", "--timeout=10", "del-port", "br-int", &tap],
+        );
+        lab.sh("hv1", &["ip", "link", "del", &tap]);
+        assert_eq!(code, 2, "{name}: {doc:#}");
+        let c = check(&doc, "neutron.port");
+        assert_eq!(c["status"], "fail", "{name}: {doc:#}");
+        assert!(
+            c["summary"].as_str().unwrap_or("").contains(says),
+            "{name}: {c:#}"
+        );
+        let bad = not_ok(&doc);
+        assert!(
+            bad.iter().all(|i| i == "neutron.port" || i == "brint.tag"),
+            "{name}: {bad:?} {doc:#}"
+        );
+        eprintln!("neutron source: {name} found by neutron.port ({bad:?} not ok)");
+    }
+    for p in [&other, &failed] {
+        lab.api(&["delete-port", p["id"].as_str().unwrap_or("")]);
+    }
+
+    // Neutron not answering (its API server stopped): the walk falls back to the host's records,
+    // neutron.port is unknown, nothing hangs.
+    let api_pid = lab.info["hosts"]["ctl"]["daemons"]["neutron-api"]
+        .as_i64()
+        .expect("neutron-api pid") as i32;
+    let cmdline = std::fs::read(format!("/proc/{api_pid}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("gunicorn"),
+        "pid {api_pid} is not the API's gunicorn"
+    );
+    {
+        // The recorded PID is gunicorn's master, which leads its own process group (nlab starts
+        // it with setsid); its worker answers the requests: stop the group.
+        // SAFETY: kill(2) with the process group of the lab's Neutron API server, checked above.
+        assert_eq!(unsafe { libc::kill(-api_pid, libc::SIGSTOP) }, 0);
+        let _resume = Resume(-api_pid);
+        let t = Instant::now();
+        let (code, doc, _) = lab.vmpath_env(
+            "hv1",
+            &env("nlab"),
+            &["walk", &port, "--source", "neutron", "--timeout", "2s"],
+        );
+        let took = t.elapsed();
+        assert_eq!(code, 3, "Neutron down: {doc:#}");
+        assert_eq!(
+            not_ok(&doc),
+            BTreeSet::from(["neutron.port".to_string()]),
+            "{doc:#}"
+        );
+        assert_eq!(doc["source"]["desired"], "host", "{doc:#}");
+        assert!(
+            took < Duration::from_secs(8),
+            "walk took {took:?} with Neutron down"
+        );
+        eprintln!(
+            "neutron source: API stopped: exit 3 in {:.1} s, host records used",
+            took.as_secs_f64()
+        );
+    }
 }
 
 /// Every router check and every node check ok, exit 0. (`mtu.vxlan` once counted the flat

@@ -4,6 +4,7 @@ pub mod bgp;
 pub mod dhcp;
 pub mod host;
 pub mod metadata;
+pub mod neutron;
 pub mod ovs;
 pub mod ovsflow;
 pub mod router;

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::ovs::{is_tunnel, tunnels_for};
 use crate::collect::netlink::HostNet;
+use crate::collect::openstack::neutron::PortRecords;
+use crate::collect::openstack::NeutronFacts;
 use crate::collect::ovsctl::flows::{self, Flow};
 use crate::collect::ovsctl::trace::{Outcome, TableRef, Trace};
 use crate::collect::ovsdb::{OvsDb, OvsPort};
@@ -180,8 +182,9 @@ fn ingress_tunnel<'a>(
 }
 
 /// The traces to ask, from what OVSDB and the flows say: a TCP connection from the VM (its
-/// MAC and address as the firewall knows them) to `dst` through `dst_mac` (an unknown unicast
-/// MAC: the network's flooding path), and its answer arriving from a tunnel (`--ct-next
+/// MAC and address as the firewall knows them) to its gateway `dst` (the router's qr- MAC and
+/// the gateway address, from Neutron; without them an unknown unicast MAC to an address off
+/// the subnet: the network's flooding path), and its answer arriving from a tunnel (`--ct-next
 /// trk,est,rpl`: a reply of that connection). With a kernel tunnel device in the VM's bridge
 /// (no tunnel bridge), the answer comes in on that device.
 pub fn plan(
@@ -189,7 +192,7 @@ pub fn plan(
     db: &OvsDb,
     net: &HostNet,
     sw_flows: &Switch,
-    dst_mac: Option<&str>,
+    dst: Option<(&str, IpAddr)>,
 ) -> Vec<TraceAsk> {
     let Some(i) = vif.iface(db) else {
         return Vec::new();
@@ -206,19 +209,22 @@ pub fn plan(
         .unwrap_or_else(|| "fa:16:3e:00:00:00".into());
     let ip = vm_addresses(port, br_int).into_iter().find(IpAddr::is_ipv4);
     let src = ip.map_or_else(|| "198.18.0.2".to_string(), |a| a.to_string());
-    let dst_mac = dst_mac.unwrap_or(UNKNOWN_MAC);
+    let (dst_mac, dst_ip) = match dst {
+        Some((m, IpAddr::V4(a))) => (m.to_string(), a.to_string()),
+        _ => (UNKNOWN_MAC.to_string(), PLACEHOLDER_DST.to_string()),
+    };
     let mut out = vec![TraceAsk {
         name: "egress".into(),
         bridge: vif.bridge.clone(),
         flow: format!(
-            "tcp,in_port={},dl_src={mac},dl_dst={dst_mac},nw_src={src},nw_dst={PLACEHOLDER_DST},nw_ttl=64,tp_src=33000,tp_dst=443",
+            "tcp,in_port={},dl_src={mac},dl_dst={dst_mac},nw_src={src},nw_dst={dst_ip},nw_ttl=64,tp_src=33000,tp_dst=443",
             vif.ovs_iface
         ),
         options: vec!["--names".into()],
     }];
     let vlan = i.tag.and_then(|t| u16::try_from(t).ok());
     let reply = format!(
-        "dl_src={dst_mac},dl_dst={mac},tcp,nw_src={PLACEHOLDER_DST},nw_dst={src},nw_ttl=63,tp_src=443,tp_dst=33000"
+        "dl_src={dst_mac},dl_dst={mac},tcp,nw_src={dst_ip},nw_dst={src},nw_ttl=63,tp_src=443,tp_dst=33000"
     );
     if let (Some(b), Some(t)) = (&tb, ingress_tunnel(vif, db, net, br_tun, vlan)) {
         let vni = expected_vni(i, br_tun);
@@ -632,6 +638,7 @@ pub fn handoff_check(
     net: &HostNet,
     sw: &Switch,
     vm_ip: Option<IpAddr>,
+    neutron: Option<&NeutronFacts>,
 ) -> Check {
     let Some(tag) = vif
         .iface(db)
@@ -703,6 +710,22 @@ pub fn handoff_check(
             dangling.join(", ")
         ));
     }
+    if let Some(rec) = neutron.and_then(|n| n.ports.as_ref().ok()?.first()) {
+        // Where the traced packet to the gateway's MAC went: the flows' own answer (priorities,
+        // learned and l2pop entries together).
+        let traced: Option<Vec<String>> = match trace_of(sw, "egress") {
+            Some((_, Ok(t))) => match t.verdict() {
+                Outcome::Tunnel { exits } => {
+                    Some(exits.iter().map(|e| e.remote.to_string()).collect())
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(c) = router_handoff(rec, &behind, &flooded, traced.as_deref(), ev.clone()) {
+            return c;
+        }
+    }
     let vteps: Vec<String> = if behind.is_empty() {
         flooded.clone()
     } else {
@@ -718,9 +741,230 @@ pub fn handoff_check(
     Check::ok(
         "path.next",
         format!(
-            "next: the gateway among VTEPs {} — run `vmpath walk {target}` there (on a gateway node it walks the router serving the address)",
-            vteps.join(", ")
+            "next: the gateway among VTEPs {} — run `vmpath walk {target}` there (on a gateway node it walks the router serving the address){}",
+            vteps.join(", "),
+            if neutron.is_none() {
+                "; with Neutron credentials (clouds.yaml) the walk names the router and its primary"
+            } else {
+                ""
+            }
         ),
     )
     .evidences(ev)
+}
+
+/// `path.next` from Neutron's records: the router interface holding the port's gateway, the
+/// router's L3 agents (which is active) and the VTEP each host tunnels from, against where
+/// this host's tunnel bridge sends the router's MAC (`behind`: VTEP → MACs of table 20) or
+/// floods. `None` when the records do not say enough (the flows alone then decide).
+fn router_handoff(
+    rec: &PortRecords,
+    behind: &BTreeMap<String, Vec<String>>,
+    flooded: &[String],
+    traced: Option<&[String]>,
+    mut ev: Vec<String>,
+) -> Option<Check> {
+    let gws = match rec.gateways.as_ref()? {
+        Ok(g) => g,
+        Err(e) => {
+            ev.push(format!(
+                "Neutron: the network's router interfaces not read: {e}"
+            ));
+            return Some(
+                Check::unknown("path.next", "the port's router not known: Neutron did not list the network's router interfaces")
+                    .evidences(ev)
+                    .fix("see neutron.port; `openstack port list --network NET --device-owner network:ha_router_replicated_interface`"),
+            );
+        }
+    };
+    let Some(gw) = rec.gateway() else {
+        let subnets = rec
+            .subnets
+            .as_ref()
+            .map(|s| {
+                s.iter()
+                    .map(|s| {
+                        format!(
+                            "{} gateway {}",
+                            s.cidr,
+                            s.gateway_ip
+                                .map(|g| g.to_string())
+                                .unwrap_or_else(|| "none".into())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        ev.push(format!("Neutron: subnets {subnets}; no router interface holds a gateway ({} router ports on the network)", gws.len()));
+        return Some(
+            Check::ok("path.next", "the path ends in the network: no router interface holds its subnets' gateway (an isolated network)")
+                .evidences(ev),
+        );
+    };
+    let vtep_host = |ip: &str| -> Option<String> {
+        rec.vteps
+            .as_ref()?
+            .as_ref()
+            .ok()?
+            .iter()
+            .find(|v| v.ip.to_string() == ip)
+            .map(|v| v.host.clone())
+    };
+    let named = |ip: &str| match vtep_host(ip) {
+        Some(h) => format!("{ip} ({h})"),
+        None => ip.to_string(),
+    };
+    ev.insert(
+        0,
+        format!(
+            "Neutron: gateway {} is router {}'s interface {} (MAC {}, {})",
+            gw.ip, gw.router_id, gw.port_id, gw.mac, gw.device_owner
+        ),
+    );
+    let cmd = format!("vmpath router {}", gw.router_id);
+    let agents = match rec.l3_agents.as_ref() {
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            ev.push(format!("Neutron: the router's L3 agents not read: {e}"));
+            return Some(
+                Check::unknown("path.next", format!("next: router {} — its hosts not known (Neutron did not list its L3 agents); run `{cmd}` on the gateway nodes", gw.router_id))
+                    .evidences(ev)
+                    .fix(format!("openstack network agent list --router {} --long", gw.router_id)),
+            );
+        }
+        None => return None,
+    };
+    if let Some(Err(e)) = &rec.vteps {
+        ev.push(format!(
+            "Neutron: the OVS agents' tunnel addresses not read: {e}"
+        ));
+    }
+    ev.push(format!(
+        "Neutron: router {} on {}",
+        gw.router_id,
+        if agents.is_empty() {
+            "no L3 agent".to_string()
+        } else {
+            agents
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} ({}{})",
+                        a.host,
+                        a.ha_state.as_deref().unwrap_or("not HA"),
+                        if a.alive { "" } else { ", agent dead" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    let active: Vec<&str> = agents
+        .iter()
+        .filter(|a| a.ha_state.as_deref().is_none_or(|s| s == "active"))
+        .map(|a| a.host.as_str())
+        .collect();
+    let others: Vec<&str> = agents
+        .iter()
+        .map(|a| a.host.as_str())
+        .filter(|h| !active.contains(h))
+        .collect();
+    let fix_router = format!(
+        "on the gateway nodes ({}): `{cmd}`",
+        agents
+            .iter()
+            .map(|a| a.host.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let primary = match active.as_slice() {
+        [] => {
+            return Some(
+                Check::fail("path.next", format!("router {} has no active L3 agent: nothing routes the VM's traffic off its network", gw.router_id))
+                    .evidences(ev)
+                    .fix(fix_router),
+            )
+        }
+        [one] => *one,
+        many => {
+            return Some(
+                Check::fail("path.next", format!("router {} is active on {} hosts at once ({}): the gateway's MAC and addresses answer from two places, so some flows break", gw.router_id, many.len(), many.join(", ")))
+                    .evidences(ev)
+                    .fix(fix_router),
+            )
+        }
+    };
+    let primary_vtep: Option<String> =
+        rec.vteps
+            .as_ref()
+            .and_then(|v| v.as_ref().ok())
+            .and_then(|v| {
+                v.iter()
+                    .find(|v| v.host == primary)
+                    .map(|v| v.ip.to_string())
+            });
+    let standby = if others.is_empty() {
+        String::new()
+    } else {
+        format!(" (standby: {})", others.join(", "))
+    };
+    // Where this host sends the router's MAC: the traced packet's tunnels (one: a unicast
+    // entry; several: flooding), else the tunnel bridge's table 20 for the MAC.
+    let table20: Vec<&String> = behind
+        .iter()
+        .filter(|(_, macs)| macs.iter().any(|m| m.eq_ignore_ascii_case(&gw.mac)))
+        .map(|(v, _)| v)
+        .collect();
+    let (sent_to, flooded): (Vec<&String>, Vec<String>) = match traced {
+        Some([one]) => (vec![one], flooded.to_vec()),
+        Some(many) if !many.is_empty() => {
+            ev.push(format!(
+                "the traced packet to the gateway's MAC is flooded to {}",
+                many.join(", ")
+            ));
+            (Vec::new(), many.to_vec())
+        }
+        _ => (table20, flooded.to_vec()),
+    };
+    match (sent_to.as_slice(), &primary_vtep) {
+        ([to], Some(pv)) if *to != pv => Some(
+            Check::fail(
+                "path.next",
+                format!("the tunnel bridge sends the router's MAC {} to VTEP {}, but router {} is active on {primary} (VTEP {pv}): the VM's off-subnet traffic goes to a host that does not route it", gw.mac, named(to), gw.router_id),
+            )
+            .evidences(ev)
+            .fix(format!("restart the OVS agent on this host (l2population sends the HA router port's location again); check neutron-server's log for l2pop; then `{cmd}` on {primary}")),
+        ),
+        ([to], _) => Some(
+            Check::ok(
+                "path.next",
+                format!("next: router {}'s primary {primary}, VTEP {} (the tunnel bridge sends the gateway's MAC {} there) — run `{cmd}` on {primary}{standby}", gw.router_id, named(to), gw.mac),
+            )
+            .evidences(ev),
+        ),
+        ([], Some(pv)) if !flooded.iter().any(|f| f == pv) => Some(
+            Check::fail(
+                "path.next",
+                format!("router {} is active on {primary} (VTEP {pv}), but this host neither sends the gateway's MAC {} there nor floods the network to it: the VM cannot reach its router", gw.router_id, gw.mac),
+            )
+            .evidences(ev)
+            .fix(format!("restart the OVS agent on this host (it rebuilds the tunnels and flooding flows of the network); `ovs-vsctl show` for a tunnel to {pv}")),
+        ),
+        ([], pv) => Some(
+            Check::ok(
+                "path.next",
+                format!("next: router {}'s primary {primary}{} — the gateway's MAC {} is reached by flooding the network — run `{cmd}` on {primary}{standby}", gw.router_id, pv.as_ref().map(|p| format!(", VTEP {p}")).unwrap_or_default(), gw.mac),
+            )
+            .evidences(ev),
+        ),
+        (many, _) => Some(
+            Check::fail(
+                "path.next",
+                format!("the tunnel bridge sends the router's MAC {} to {} VTEPs ({})", gw.mac, many.len(), many.iter().map(|v| named(v)).collect::<Vec<_>>().join(", ")),
+            )
+            .evidences(ev)
+            .fix("restart the OVS agent on this host to reinstall its unicast flows"),
+        ),
+    }
 }

@@ -24,6 +24,23 @@ pub struct WalkArgs {
     /// vSwitch, else routed)
     #[arg(long, value_enum, value_name = "DESIGN")]
     pub design: Option<Design>,
+    /// Where the port's desired state comes from: neutron (the API, through clouds.yaml or
+    /// OS_* credentials), host (this host's records), auto (Neutron when credentials are
+    /// configured)
+    #[arg(long, value_enum, value_name = "SOURCE", default_value = "auto")]
+    pub source: SourceArg,
+    /// The clouds.yaml cloud to use [default: OS_CLOUD, the config's `cloud`, OS_* variables,
+    /// or the only cloud in clouds.yaml]
+    #[arg(long, value_name = "NAME")]
+    pub os_cloud: Option<String>,
+}
+
+/// `--source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    Auto,
+    Neutron,
+    Host,
 }
 
 /// Which design's walk to run.
@@ -56,6 +73,7 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
             mac: opts.overrides.mac.clone(),
             ovsdb: Vec::new(),
             trust: opts.sources.trust.clone(),
+            source: source(g, a)?,
         };
         match compute::run(&copts) {
             Ok(w) => return walk_compute(g, &w),
@@ -111,6 +129,29 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
     Ok(output::exit_after("walk", res, report.exit_code))
 }
 
+/// `--source` and the credentials it needs (clouds.yaml / OS_* read here, once).
+fn source(g: &GlobalArgs, a: &WalkArgs) -> Result<crate::port::source::Source> {
+    use crate::port::source::{Mode, Source};
+    let mode = match a.source {
+        SourceArg::Auto => Mode::Auto,
+        SourceArg::Neutron => Mode::Neutron,
+        SourceArg::Host => Mode::Host,
+    };
+    let cfg = crate::config::Config::load(g.config.as_deref())?;
+    let loaded = if mode == Mode::Host {
+        Ok(None)
+    } else {
+        let env = crate::collect::openstack::clouds::Env::current();
+        let asked = a
+            .os_cloud
+            .clone()
+            .or_else(|| env.vars.get("OS_CLOUD").cloned().filter(|c| !c.is_empty()))
+            .or(cfg.cloud.clone());
+        crate::collect::openstack::clouds::load(&env, asked.as_deref())
+    };
+    Source::choose(mode, loaded, cfg.neutron_host.clone())
+}
+
 /// Render the walk of an Open vSwitch compute node's port.
 fn walk_compute(g: &GlobalArgs, w: &compute::Walked) -> Result<u8> {
     if let Some(path) = std::env::var_os("VMPATH_FACTS_OUT") {
@@ -131,6 +172,7 @@ fn walk_compute(g: &GlobalArgs, w: &compute::Walked) -> Result<u8> {
             r.port.bridge,
             r.port.matched_by
         )?;
+        writeln!(out, "{}", r.source.line())?;
         output::render_checks(out, &r.checks, style)?;
         writeln!(
             out,

@@ -15,6 +15,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nftables;
 pub mod nsscan;
+pub mod openstack;
 pub mod ovsctl;
 pub mod ovsdb;
 pub mod peer;

@@ -11,6 +11,7 @@ use super::Options;
 use crate::check::ovsflow::{self, Switch, TraceAsk};
 use crate::collect::deadline::Deadline;
 use crate::collect::netlink::{HostNet, Netlink};
+use crate::collect::openstack::{neutron, NeutronFacts};
 use crate::collect::ovsctl::{self, flows, trace, Session};
 use crate::collect::ovsdb::{self, OvsDb};
 use crate::collect::procs::ProcTable;
@@ -35,6 +36,19 @@ pub struct Facts {
     /// enforced by iptables on the qbr bridge (physdev matches).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<crate::collect::firewall::FirewallFacts>,
+    /// What Neutron said of the port (`--source neutron`, or `auto` with credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neutron: Option<NeutronFacts>,
+    /// The name Neutron knows this host by (`binding:host_id` of its ports): the config's
+    /// `neutron_host`, else the host name.
+    #[serde(default)]
+    pub neutron_host: String,
+}
+
+/// The trace's destination: the router interface that is the port's gateway (Neutron's
+/// records), when known.
+pub fn gateway_of(n: Option<&NeutronFacts>) -> Option<&neutron::Gateway> {
+    n?.ports.as_ref().ok()?.first()?.gateway()
 }
 
 fn not_read() -> Result<Switch> {
@@ -184,7 +198,12 @@ impl Gathering {
     }
 
     /// The flows of the VIF's bridges and the traces of its packets, on one session.
-    fn read_switch(&mut self, vif: &Vif, net: &HostNet, dst_mac: Option<&str>) -> Result<Switch> {
+    fn read_switch(
+        &mut self,
+        vif: &Vif,
+        net: &HostNet,
+        dst: Option<(&str, std::net::IpAddr)>,
+    ) -> Result<Switch> {
         let v = self.switch.clone()?;
         let mut sw = Switch {
             socket: v.socket.display().to_string(),
@@ -211,7 +230,7 @@ impl Gathering {
                     .map(|t| ovsctl::replies::parse_route_show(&t)),
             );
         }
-        for ask in ovsflow::plan(vif, &self.db, net, &sw, dst_mac) {
+        for ask in ovsflow::plan(vif, &self.db, net, &sw, dst) {
             let t = self.trace(&ask);
             sw.traces.push((ask, t));
         }
@@ -232,8 +251,14 @@ impl Gathering {
     }
 
     /// Read the kernel's view (one netlink snapshot, bounded by `timeout`), then ovs-vswitchd's
-    /// flows and traces for `vif`.
-    pub fn finish(mut self, vif: &Vif, timeout: Duration, dst_mac: Option<&str>) -> Result<Facts> {
+    /// flows and traces for `vif` — towards the port's gateway when Neutron's answer (`neutron`,
+    /// asked meanwhile on its own thread) names it.
+    pub fn finish(
+        mut self,
+        vif: &Vif,
+        timeout: Duration,
+        neutron: Option<std::thread::JoinHandle<NeutronFacts>>,
+    ) -> Result<Facts> {
         // A hybrid plug's security group is iptables' on its qbr: read the rules meanwhile.
         let firewall = vif
             .hybrid
@@ -256,7 +281,16 @@ impl Gathering {
                     "{e}: cannot read this host's interfaces and routes — run vmpath as root, in the compute node's network namespace"
                 ))
             })?;
-        let vswitchd = self.read_switch(vif, &net, dst_mac);
+        let neutron = neutron.and_then(|h| h.join().ok());
+        if neutron.is_some() {
+            // ovs-vswitchd's reads get their own --timeout, whatever Neutron took.
+            self.deadline = Deadline::after(timeout);
+            if let Some(s) = self.session.as_mut() {
+                s.rearm(&self.deadline);
+            }
+        }
+        let dst = gateway_of(neutron.as_ref()).map(|g| (g.mac.as_str(), g.ip));
+        let vswitchd = self.read_switch(vif, &net, dst);
         let firewall = firewall.and_then(|h| h.join().ok());
         Ok(Facts {
             host: crate::collect::hostname::hostname(),
@@ -265,6 +299,8 @@ impl Gathering {
             net,
             vswitchd,
             firewall,
+            neutron,
+            neutron_host: String::new(),
         })
     }
 }

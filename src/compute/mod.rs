@@ -32,6 +32,8 @@ pub struct Options {
     /// OVSDB sockets to read instead of discovering them.
     pub ovsdb: Vec<PathBuf>,
     pub trust: crate::collect::trust::Policy,
+    /// Where the port's desired state comes from (`--source`).
+    pub source: crate::port::source::Source,
 }
 
 /// The compute walk's result; the same shape as the routed walk's (README "JSON output"), with
@@ -44,6 +46,8 @@ pub struct Report {
     pub verdict: Status,
     pub exit_code: u8,
     pub port: PortReport,
+    /// Where the desired state came from (README "JSON output").
+    pub source: crate::port::source::SourceReport,
     pub checks: Vec<Check>,
     pub elapsed_ms: u64,
 }
@@ -81,6 +85,15 @@ pub struct Walked {
 fn network_mtu(opts_mtu: Option<u32>, vif: &Vif, f: &Facts) -> Option<Sourced<u32>> {
     if let Some(m) = opts_mtu {
         return Some(Sourced::new(m, "--mtu flag"));
+    }
+    if let Some((net, m)) = f
+        .neutron
+        .as_ref()
+        .and_then(|n| n.ports.as_ref().ok()?.first())
+        .and_then(|r| r.network.as_ref().ok())
+        .and_then(|n| Some((n, n.mtu?)))
+    {
+        return Some(Sourced::new(m, format!("Neutron network {} mtu", net.id)));
     }
     let db = f.ovsdb.as_ref().ok()?;
     let i = vif.iface(db)?;
@@ -130,7 +143,21 @@ pub fn checks(f: &Facts, vif: &Vif, mtu: Option<u32>, mac: Option<&str>) -> Vec<
         }
     };
     let want = network_mtu(mtu, vif, f);
-    let mut out = ovs::vif_checks(vif, &f.net, db);
+    let mut out = Vec::new();
+    if let Some(n) = &f.neutron {
+        let iface = db.ports.iter().find(|p| p.name == vif.ovs_iface);
+        out.push(crate::check::neutron::port_check(
+            n,
+            vif.port_id.as_deref().unwrap_or(&vif.tap),
+            &vif.tap,
+            &f.neutron_host,
+            iface
+                .and_then(|i| i.attached_mac.as_deref())
+                .or(vif.mac.as_deref()),
+            vif.hybrid.is_some(),
+        ));
+    }
+    out.extend(ovs::vif_checks(vif, &f.net, db));
     out.push(ovs::mtu_check(vif, &f.net, db, want.as_ref()));
     let mac = mac.or(vif.mac.as_deref());
     out.push(ovs::ovs_iface_check(vif, db, mac));
@@ -233,7 +260,14 @@ fn switch_checks(f: &Facts, vif: &Vif, db: &crate::collect::ovsdb::OvsDb) -> Vec
         }
         out.push(c);
     }
-    out.push(ovsflow::handoff_check(vif, db, &f.net, sw, ip));
+    out.push(ovsflow::handoff_check(
+        vif,
+        db,
+        &f.net,
+        sw,
+        ip,
+        f.neutron.as_ref(),
+    ));
     out
 }
 
@@ -243,7 +277,21 @@ pub fn run(opts: &Options) -> Result<Walked> {
     let started = Instant::now();
     let mut g = gather::start(opts)?;
     let vif = g.resolve(&opts.target)?;
-    let facts = g.finish(&vif, opts.timeout, None)?;
+    // Neutron's records of the port, asked on a thread of their own while the host is read.
+    let neutron = opts.source.cloud.as_ref().map(|c| {
+        let q = match (&vif.port_id, &vif.mac) {
+            (Some(id), _) => crate::collect::openstack::neutron::PortQuery::Id(id.clone()),
+            (None, Some(m)) => crate::collect::openstack::neutron::PortQuery::Mac(m.clone()),
+            (None, None) => crate::collect::openstack::neutron::PortQuery::Id(vif.tap.clone()),
+        };
+        crate::collect::openstack::spawn_lookup(c.clone(), q, true, opts.timeout)
+    });
+    let mut facts = g.finish(&vif, opts.timeout, neutron)?;
+    facts.neutron_host = opts
+        .source
+        .host
+        .clone()
+        .unwrap_or_else(|| facts.host.clone());
     let checks = checks(&facts, &vif, opts.mtu, opts.mac.as_deref());
     let v = verdict(&checks);
     let iface = facts.ovsdb.as_ref().ok().and_then(|db| vif.iface(db));
@@ -268,6 +316,7 @@ pub fn run(opts: &Options) -> Result<Walked> {
             ofport: iface.and_then(|i| i.ofport),
             local_vlan: iface.and_then(|i| i.tag),
         },
+        source: opts.source.report(facts.neutron.as_ref()),
         checks,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };

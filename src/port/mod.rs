@@ -9,6 +9,7 @@
 
 mod desired;
 mod resolve;
+pub mod source;
 pub mod target;
 #[cfg(test)]
 mod tests;

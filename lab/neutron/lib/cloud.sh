@@ -82,6 +82,7 @@ write_info() {
     done <"$DIR/run/pids" >"$DIR/run/daemons"
     NLAB_HOSTS_PIDS=$hosts_json NLAB_DIR=$DIR NLAB_VENV=$VENV NLAB_PRIMARY=$(primary_host) \
         NLAB_HA_STATES=$(api ha-states "$ROUTER") NLAB_TTL=$TTL NLAB_UP_S=$(since) \
+        NLAB_KEYSTONE_URL=$KEYSTONE_URL \
         /usr/bin/python3 - "$DIR/cloud.json" "$DIR/info.json" <<'EOF'
 import json, os, sys
 c = json.load(open(sys.argv[1]))
@@ -112,7 +113,8 @@ for line in open(f"{d}/run/daemons"):
 info = {
     "dir": d, "venv": os.environ["NLAB_VENV"], "ttl_s": int(os.environ["NLAB_TTL"]),
     "up_s": float(os.environ["NLAB_UP_S"]),
-    "api": {"host": "ctl", "url": "http://127.0.0.1:9696/v2.0"},
+    "api": {"host": "ctl", "url": "http://127.0.0.1:9696/v2.0",
+            "public_url": "http://192.0.2.1:9696"},
     "network": {"id": c["network_id"], "vni": c["vni"], "mtu": c["network_mtu"],
                 "type": "vxlan", "subnet4_id": c["subnet4_id"], "subnet6_id": c["subnet6_id"],
                 "cidr4": "198.18.0.0/24", "cidr6": "2001:db8:0:1::/64",
@@ -126,6 +128,11 @@ info = {
                "api_ha_states": os.environ["NLAB_HA_STATES"]},
     "hosts": hosts,
     "api_ms": c["api_ms"],
+    "keystone": {"url": os.environ["NLAB_KEYSTONE_URL"], "region": "RegionOne",
+                 "project": "service", "user": "vmpath",
+                 "password": os.environ["NLAB_VMPATH_PW"],
+                 "admin_password": os.environ["NLAB_ADMIN_PW"],
+                 "ids": json.load(open(f"{d}/keystone.json"))},
 }
 json.dump(info, open(sys.argv[2], "w"), indent=1)
 EOF

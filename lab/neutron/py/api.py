@@ -1,5 +1,17 @@
 #!/usr/bin/env python3
-"""nlab's client of the Neutron API (stdlib only; run inside ctl, where the API listens).
+"""nlab's client of the Neutron API and Keystone (stdlib only; run inside ctl).
+
+Every Neutron call carries a Keystone token of the lab's admin (NLAB_KEYSTONE, NLAB_ADMIN_PW in
+the environment; one token per run of this script).
+
+    api.py URL keystone-setup          the service project, the neutron and vmpath users and
+                                       the network endpoints; print ids as JSON
+    api.py URL vmpath-token            a token of the vmpath user (service project), printed
+    api.py URL port NET HOST           a new VM port on network NET bound to HOST (Nova's way):
+                                       print {"id": ..., "mac": ..., "vif_type": ...}
+    api.py URL delete-port ID          delete a port
+    api.py URL appcred NAME            a new application credential of the vmpath user: print
+                                       {"id": ..., "secret": ...}
 
     api.py URL cloud HOST              create the lab's cloud (VM port bound to HOST); print ids
     api.py URL get PATH                GET, print the JSON answer
@@ -11,18 +23,42 @@ Every request has a 60 s timeout; nothing here waits longer than one request (th
 code polls, with its own deadline).
 """
 import json
+import os
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 VM_UUID = "0b1c2d3e-4f50-4a61-8b72-93a4b5c6d7e8"
+
+
+KEYSTONE = os.environ.get("NLAB_KEYSTONE", "http://127.0.0.1:5000/v3")
+_TOKEN = []
+
+
+def token():
+    """A project-scoped token of the lab's admin (admin project), made once per run."""
+    if not _TOKEN:
+        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"},
+            "password": os.environ["NLAB_ADMIN_PW"]}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+        req = urllib.request.Request(KEYSTONE + "/auth/tokens", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                _TOKEN.append(r.headers["X-Subject-Token"])
+        except urllib.error.HTTPError as e:
+            sys.exit(f"Keystone: HTTP {e.code}: {e.read().decode(errors='replace')[:400]}")
+    return _TOKEN[0]
 
 
 def call(url, method, path, body=None):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "X-Auth-Token": token()})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             text = r.read()
@@ -88,9 +124,64 @@ def cloud(url, host):
     }))
 
 
+def keystone_setup(neutron_url):
+    """What a deployment tool makes in Keystone for Neutron: the service project, the neutron
+    user (admin there, for keystonemiddleware), the network service and its endpoints; and the
+    vmpath user (admin in the service project: binding:* and the agents are admin-only)."""
+    k = KEYSTONE
+
+    def kc(method, path, body=None):
+        return call(k, method, path, body)
+
+    service = kc("POST", "/projects", {"project": {"name": "service", "domain_id": "default"}})["project"]
+    admin_role = next(r for r in kc("GET", "/roles")["roles"] if r["name"] == "admin")
+    users = {}
+    for name, pw in (("neutron", os.environ["NLAB_NEUTRON_PW"]), ("vmpath", os.environ["NLAB_VMPATH_PW"])):
+        u = kc("POST", "/users", {"user": {"name": name, "password": pw, "domain_id": "default"}})["user"]
+        kc("PUT", f"/projects/{service['id']}/users/{u['id']}/roles/{admin_role['id']}")
+        users[name] = u["id"]
+    svc = kc("POST", "/services", {"service": {"type": "network", "name": "neutron"}})["service"]
+    for iface in ("public", "internal", "admin"):
+        kc("POST", "/endpoints", {"endpoint": {"service_id": svc["id"], "interface": iface,
+                                                "region_id": "RegionOne", "url": neutron_url}})
+    print(json.dumps({"service_project_id": service["id"], "users": users}))
+
+
+def vmpath_token():
+    """A token of the vmpath user, scoped to the service project, and the user's id."""
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "vmpath", "domain": {"id": "default"}, "password": os.environ["NLAB_VMPATH_PW"]}}},
+        "scope": {"project": {"name": "service", "domain": {"id": "default"}}}}}
+    req = urllib.request.Request(KEYSTONE + "/auth/tokens", data=json.dumps(body).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return r.headers["X-Subject-Token"], json.loads(r.read())["token"]["user"]["id"]
+
+
 def main(argv):
     url, cmd, args = argv[1], argv[2], argv[3:]
-    if cmd == "cloud":
+    if cmd == "keystone-setup":
+        keystone_setup(url)
+    elif cmd == "port":
+        p = call(url, "POST", "/ports", {"port": {
+            "name": "extra", "network_id": args[0], "device_id": str(uuid.uuid4()),
+            "device_owner": "compute:nova", "binding:host_id": args[1]}})["port"]
+        print(json.dumps({"id": p["id"], "mac": p["mac_address"],
+                          "vif_type": p["binding:vif_type"]}))
+    elif cmd == "delete-port":
+        call(url, "DELETE", f"/ports/{args[0]}")
+    elif cmd == "vmpath-token":
+        print(vmpath_token()[0])
+    elif cmd == "appcred":
+        tok, uid = vmpath_token()
+        req = urllib.request.Request(
+            f"{KEYSTONE}/users/{uid}/application_credentials",
+            data=json.dumps({"application_credential": {"name": args[0]}}).encode(),
+            method="POST", headers={"Content-Type": "application/json", "X-Auth-Token": tok})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            ac = json.loads(r.read())["application_credential"]
+        print(json.dumps({"id": ac["id"], "secret": ac["secret"]}))
+    elif cmd == "cloud":
         cloud(url, args[0])
     elif cmd == "get":
         print(json.dumps(call(url, "GET", args[0])))

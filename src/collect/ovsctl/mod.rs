@@ -296,6 +296,12 @@ impl Session {
         })
     }
 
+    /// Bound the requests from now on by a new deadline (the walk waited for another source
+    /// meanwhile: that wait is not ovs-vswitchd's).
+    pub fn rearm(&mut self, deadline: &Deadline) {
+        self.deadline = *deadline;
+    }
+
     /// Run one command and return what the daemon answered.
     pub fn reply(&mut self, method: &str, params: &[&str]) -> Result<Reply> {
         if let Some(e) = &self.broken {

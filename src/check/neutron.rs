@@ -1,0 +1,274 @@
+//! What Neutron's records say of a port against what this host does with it: the port exists,
+//! is bound to this host with a working binding, is up, and has the MAC the host plugged
+//! (`neutron.port`). Pure; the records come from `collect::openstack`.
+
+use crate::collect::openstack::neutron::PortRecords;
+use crate::collect::openstack::NeutronFacts;
+use crate::model::Check;
+
+/// Is `bound` (Neutron's `binding:host_id`) this host (`here`)? The same name, or the same first
+/// label when one of them is not qualified (`hv1` and `hv1.example.net`).
+pub fn same_host(bound: &str, here: &str) -> bool {
+    let (b, h) = (bound.to_ascii_lowercase(), here.to_ascii_lowercase());
+    if b == h {
+        return true;
+    }
+    let short = |s: &str| s.split('.').next().unwrap_or_default().to_string();
+    (!b.contains('.') || !h.contains('.')) && short(&b) == short(&h)
+}
+
+/// The port of a lookup, or the check that says why there is none.
+pub fn the_port<'a>(
+    n: &'a NeutronFacts,
+    port_id: &str,
+    tap: &str,
+) -> Result<&'a PortRecords, Box<Check>> {
+    match &n.ports {
+        Err(e) => Err(Box::new(Check::unknown(
+            "neutron.port",
+            format!("Neutron (cloud '{}') not read: {e}; the walk used the host's records", n.cloud),
+        )
+        .fix(format!(
+            "check the API and the credentials (`openstack --os-cloud {} port show {port_id}`), then run the walk again",
+            n.cloud
+        )))),
+        Ok(v) => v.first().ok_or_else(|| {
+            Box::new(Check::fail(
+                "neutron.port",
+                format!("Neutron has no port {port_id}: this host still has a tap for a port that was deleted (or belongs to another cloud)"),
+            )
+            .evidence(format!("GET {}/v2.0/ports/{port_id}: 404 Not Found", n.endpoint))
+            .fix(format!(
+                "if the VM is gone, remove the stale tap (`ovs-vsctl del-port {tap}`); if it runs, give it a port again through Nova (openstack server add port)"
+            )))
+        }),
+    }
+}
+
+/// `neutron.port`: Neutron's port against this host.
+///
+/// * fail: Neutron has no such port; it binds it to another host; its binding failed or it is
+///   unbound; it is administratively down; its MAC is not the one the host plugged;
+/// * warn: its status is not ACTIVE while the host forwards (the agent has not reported it
+///   wired), or the plug differs from the binding's (`ovs_hybrid_plug`);
+/// * unknown: Neutron did not answer, or the credentials may not see the binding.
+pub fn port_check(
+    n: &NeutronFacts,
+    port_id: &str,
+    tap: &str,
+    here: &str,
+    host_mac: Option<&str>,
+    hybrid_here: bool,
+) -> Check {
+    let rec = match the_port(n, port_id, tap) {
+        Ok(r) => r,
+        Err(c) => return *c,
+    };
+    let p = &rec.port;
+    let mut ev = vec![format!(
+        "Neutron port {} ({}): status {}, admin_state_up {}, binding:host_id {}, binding:vif_type {}, MAC {}",
+        p.id,
+        if p.name.is_empty() { "-" } else { &p.name },
+        p.status,
+        p.admin_state_up,
+        p.binding_host.as_deref().unwrap_or("(not visible)"),
+        p.vif_type.as_deref().unwrap_or("(not visible)"),
+        p.mac_address
+    )];
+    if !p.fixed_ips.is_empty() {
+        ev.push(format!(
+            "fixed IPs: {}",
+            p.fixed_ips
+                .iter()
+                .map(|f| f.ip_address.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if let Ok(net) = &rec.network {
+        ev.push(format!(
+            "network {} ({}): MTU {}, {} segment {}",
+            net.id,
+            if net.name.is_empty() { "-" } else { &net.name },
+            net.mtu.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            net.network_type.as_deref().unwrap_or("?"),
+            net.segmentation_id
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into())
+        ));
+    }
+    let show = format!("openstack port show {}", p.id);
+    let Some(bound) = p.binding_host.as_deref() else {
+        return Check::unknown(
+            "neutron.port",
+            format!("the credentials of cloud '{}' may not see the port's binding (binding:host_id is admin-only)", n.cloud),
+        )
+        .evidences(ev)
+        .fix("give vmpath a cloud with an admin or service role (clouds.yaml), then run the walk again");
+    };
+    let vif_type = p.vif_type.as_deref().unwrap_or_default();
+    if bound.is_empty() || vif_type == "unbound" {
+        return Check::fail(
+            "neutron.port",
+            "Neutron has the port unbound: no host is to wire it, and this host's agent leaves it dead",
+        )
+        .evidences(ev)
+        .fix(format!("bind it to this host as Nova would: `openstack port set --host {here} {}` (or restart the VM's plug: openstack server reboot --hard DEVICE)", p.id));
+    }
+    if vif_type == "binding_failed" {
+        let elsewhere = if same_host(bound, here) {
+            String::new()
+        } else {
+            format!(" (and it is bound to {bound}, not to this host {here})")
+        };
+        return Check::fail(
+            "neutron.port",
+            format!("the port's binding on {bound} failed (binding:vif_type binding_failed){elsewhere}: no mechanism driver could wire it, so no agent forwards its traffic"),
+        )
+        .evidences(ev)
+        .fix(format!("check that {bound} runs a live agent that maps the network (`openstack network agent list --host {bound}`; bridge_mappings / tunnel_types), then rebind: `openstack port set --host {bound} {}`", p.id));
+    }
+    if !same_host(bound, here) {
+        return Check::fail(
+            "neutron.port",
+            format!("Neutron binds the port to host {bound}, not to this host ({here}): the network delivers its traffic there, and this host's tap is stale"),
+        )
+        .evidences(ev)
+        .fix(format!(
+            "find where the VM runs (`openstack server show {}`): if it runs here, rebind the port here (`openstack port set --host {here} {}`); if it runs on {bound}, remove this host's leftover tap",
+            if p.device_id.is_empty() { "DEVICE" } else { &p.device_id },
+            p.id
+        ));
+    }
+    if !p.admin_state_up {
+        return Check::fail(
+            "neutron.port",
+            "the port is administratively down in Neutron (admin_state_up false): its agent drops its traffic",
+        )
+        .evidences(ev)
+        .fix(format!("`openstack port set --enable {}` if it should carry traffic", p.id));
+    }
+    if let Some(m) = host_mac {
+        if !p.mac_address.is_empty() && !p.mac_address.eq_ignore_ascii_case(m) {
+            return Check::fail(
+                "neutron.port",
+                format!("the host plugged MAC {m} for the port, Neutron's is {}: the firewall and the flows admit only Neutron's", p.mac_address),
+            )
+            .evidences(ev)
+            .fix(format!("replug the VM's interface (openstack server reboot --hard {}): os-vif writes Neutron's MAC", if p.device_id.is_empty() { "DEVICE" } else { &p.device_id }));
+        }
+    }
+    let hybrid_neutron = p
+        .vif_details
+        .get("ovs_hybrid_plug")
+        .and_then(serde_json::Value::as_bool);
+    if let Some(h) = hybrid_neutron.filter(|h| *h != hybrid_here) {
+        return Check::warn(
+            "neutron.port",
+            format!(
+                "the binding asks for a {} plug but the port is plugged {} here: the security group may be enforced elsewhere than the binding says",
+                if h { "hybrid (qbr)" } else { "native" },
+                if hybrid_here { "hybrid" } else { "natively" }
+            ),
+        )
+        .evidences(ev)
+        .fix("replug the VM (a hard reboot or a migration) so that os-vif plugs it as the binding says");
+    }
+    if p.status != "ACTIVE" {
+        return Check::warn(
+            "neutron.port",
+            format!("Neutron shows the port {} although it is bound here: the agent has not reported it wired (the walk's other checks say whether it forwards)", p.status),
+        )
+        .evidences(ev)
+        .fix(format!("check this host's OVS agent log for {}; restarting the agent makes it report the port again", p.id));
+    }
+    Check::ok(
+        "neutron.port",
+        format!("Neutron binds the port to this host ({bound}), {vif_type}, ACTIVE"),
+    )
+    .evidences(ev)
+    .evidence(format!("{show} (cloud '{}')", n.cloud))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::openstack::neutron::{parse_one, Port, PortRecords};
+    use crate::error::Error;
+    use crate::model::Status;
+
+    fn facts(port: serde_json::Value) -> NeutronFacts {
+        let p: Port = parse_one(&serde_json::json!({ "port": port }), "port").unwrap();
+        NeutronFacts {
+            cloud: "lab".into(),
+            endpoint: "http://192.0.2.1:9696".into(),
+            token: None,
+            keystone_calls: 0,
+            api_calls: 3,
+            ports: Ok(vec![PortRecords {
+                port: p,
+                network: Err(Error::unknown("not asked")),
+                subnets: Ok(vec![]),
+                gateways: None,
+                l3_agents: None,
+                vteps: None,
+            }]),
+            cache_note: None,
+            elapsed_ms: 1,
+        }
+    }
+
+    fn port(host: &str, vif: &str) -> serde_json::Value {
+        serde_json::json!({"id": "p1", "mac_address": "fa:16:3e:00:00:01", "status": "ACTIVE",
+            "admin_state_up": true, "binding:host_id": host, "binding:vif_type": vif,
+            "binding:vif_details": {"ovs_hybrid_plug": false}})
+    }
+
+    fn status(n: &NeutronFacts) -> (Status, String) {
+        let c = port_check(n, "p1", "tapp1", "hv1", Some("fa:16:3e:00:00:01"), false);
+        (c.status, c.summary)
+    }
+
+    #[test]
+    fn bound_here_is_ok_and_elsewhere_fails() {
+        assert_eq!(status(&facts(port("hv1", "ovs"))).0, Status::Ok);
+        assert_eq!(status(&facts(port("hv1.example.net", "ovs"))).0, Status::Ok);
+        let (s, m) = status(&facts(port("hv2", "ovs")));
+        assert_eq!(s, Status::Fail);
+        assert!(m.contains("host hv2"), "{m}");
+        assert_eq!(
+            status(&facts(port("hv1", "binding_failed"))).0,
+            Status::Fail
+        );
+        assert_eq!(status(&facts(port("", "unbound"))).0, Status::Fail);
+        assert!(!same_host("hv1.a.net", "hv1.b.net"));
+    }
+
+    #[test]
+    fn down_mac_plug_visibility_and_absence() {
+        let mut p = port("hv1", "ovs");
+        p["status"] = "DOWN".into();
+        assert_eq!(status(&facts(p)).0, Status::Warn);
+        let mut p = port("hv1", "ovs");
+        p["admin_state_up"] = false.into();
+        assert_eq!(status(&facts(p)).0, Status::Fail);
+        let mut p = port("hv1", "ovs");
+        p["mac_address"] = "fa:16:3e:99:99:99".into();
+        assert_eq!(status(&facts(p)).0, Status::Fail);
+        let mut p = port("hv1", "ovs");
+        p["binding:vif_details"]["ovs_hybrid_plug"] = true.into();
+        assert_eq!(status(&facts(p)).0, Status::Warn);
+        let p = serde_json::json!({"id": "p1", "status": "ACTIVE"});
+        assert_eq!(status(&facts(p)).0, Status::Unknown);
+        let mut n = facts(port("hv1", "ovs"));
+        n.ports = Ok(vec![]);
+        assert_eq!(status(&n).0, Status::Fail);
+        n.ports = Err(Error::unknown("connection refused"));
+        let (s, m) = status(&n);
+        assert_eq!(s, Status::Unknown);
+        assert!(
+            m.contains("connection refused") && m.contains("host's records"),
+            "{m}"
+        );
+    }
+}

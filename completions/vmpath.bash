@@ -284,7 +284,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__walk)
-            opts="-v -h -V --timeout --mtu --gateway --mac --bird-socket --frr-dir --dhcp-hostsdir --flow --design --json --verbose --config --help --version"
+            opts="-v -h -V --timeout --mtu --gateway --mac --bird-socket --frr-dir --dhcp-hostsdir --flow --design --source --os-cloud --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -324,6 +324,14 @@ _vmpath() {
                     ;;
                 --design)
                     COMPREPLY=($(compgen -W "routed ovs" -- "${cur}"))
+                    return 0
+                    ;;
+                --source)
+                    COMPREPLY=($(compgen -W "auto neutron host" -- "${cur}"))
+                    return 0
+                    ;;
+                --os-cloud)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)

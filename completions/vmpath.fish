@@ -44,6 +44,10 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l dhcp-hostsdir -d 
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER] (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l design -d 'The host\'s design (default: found by itself — ovs when the port is plugged into Open vSwitch, else routed)' -r -f -a "routed\t'A routed (L2-less) hypervisor: /32 per VM, proxy ARP, BGP'
 ovs\t'An Open vSwitch compute node of the overlay design: taps in br-int, VXLAN tunnels'"
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l source -d 'Where the port\'s desired state comes from: neutron (the API, through clouds.yaml or OS_* credentials), host (this host\'s records), auto (Neutron when credentials are configured)' -r -f -a "auto\t''
+neutron\t''
+host\t''"
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l os-cloud -d 'The clouds.yaml cloud to use [default: OS_CLOUD, the config\'s `cloud`, OS_* variables, or the only cloud in clouds.yaml]' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'

@@ -180,6 +180,11 @@ impl Gathering {
         }
     }
 
+    /// The OVSDB read.
+    pub fn db(&self) -> &OvsDb {
+        &self.db
+    }
+
     /// `bridge/dump-flows BRIDGE` on the session (opened on first use).
     fn dump_flows(&mut self, bridge: &str) -> Result<Vec<flows::Flow>> {
         let text = self.call("bridge/dump-flows", &[bridge])?;

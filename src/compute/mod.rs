@@ -284,7 +284,14 @@ pub fn run(opts: &Options) -> Result<Walked> {
             (None, Some(m)) => crate::collect::openstack::neutron::PortQuery::Mac(m.clone()),
             (None, None) => crate::collect::openstack::neutron::PortQuery::Id(vif.tap.clone()),
         };
-        crate::collect::openstack::spawn_lookup(c.clone(), q, true, opts.timeout)
+        // The agent's record of the port's network (other_config:net_uuid).
+        let net = g
+            .db()
+            .ports
+            .iter()
+            .find(|p| p.name == vif.ovs_iface)
+            .and_then(|p| p.port_config.get("net_uuid").cloned());
+        crate::collect::openstack::spawn_lookup(c.clone(), q, net, true, opts.timeout)
     });
     let mut facts = g.finish(&vif, opts.timeout, neutron)?;
     facts.neutron_host = opts

@@ -439,3 +439,178 @@ fn captured_neutron_flow_walks_replay_to_their_reports() {
         .values()
         .all(|r| r.as_ref().is_ok_and(|v| !v.is_empty())));
 }
+
+/// A walk with Neutron as the source, captured on the real-agents lab's hv1: the checks of the
+/// facts and what `neutron.port` and `path.next` said.
+fn nlab(name: &str) -> (Facts, Vif, serde_json::Value) {
+    let (mut f, report) = captured(name);
+    f.neutron_host = report["host"].as_str().unwrap_or_default().to_string();
+    let id = report["port"]["port_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let vif = vif::resolve(&Target::PortId(id), f.ovsdb.as_ref().expect("db")).expect("vif");
+    (f, vif, report)
+}
+
+fn by_id<'a>(cs: &'a [Check], id: &str) -> &'a Check {
+    cs.iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no {id}"))
+}
+
+fn records(f: &mut Facts) -> &mut crate::collect::openstack::neutron::PortRecords {
+    f.neutron
+        .as_mut()
+        .and_then(|n| n.ports.as_mut().ok())
+        .and_then(|p| p.first_mut())
+        .expect("Neutron's records")
+}
+
+#[test]
+fn captured_neutron_source_walks_replay_to_their_reports() {
+    for (name, failing) in [
+        ("walk-nlab-hv1-healthy", vec![]),
+        ("walk-nlab-hv1-router-mac-to-standby", vec!["path.next"]),
+    ] {
+        let (f, vif, report) = nlab(name);
+        let cs = checks(&f, &vif, None, None);
+        let got: Vec<(String, String, String)> = cs
+            .iter()
+            .map(|c| {
+                (
+                    c.id.to_string(),
+                    c.status.as_str().to_string(),
+                    c.summary.clone(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String, String)> = report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or("").to_string(),
+                    c["status"].as_str().unwrap_or("").to_string(),
+                    c["summary"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{name}");
+        let bad: Vec<&str> = cs
+            .iter()
+            .filter(|c| c.status != Status::Ok)
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(bad, failing, "{name}");
+        assert_eq!(by_id(&cs, "neutron.port").status, Status::Ok, "{name}");
+    }
+    // The trace went to the router's qr- MAC and the gateway address, from Neutron's records.
+    let (f, _, _) = nlab("walk-nlab-hv1-healthy");
+    let gw = super::gather::gateway_of(f.neutron.as_ref()).expect("gateway");
+    let sw = f.vswitchd.as_ref().expect("switch");
+    let egress = &sw
+        .traces
+        .iter()
+        .find(|(a, _)| a.name == "egress")
+        .expect("egress")
+        .0;
+    assert!(
+        egress.flow.contains(&format!("dl_dst={}", gw.mac)),
+        "{}",
+        egress.flow
+    );
+    assert!(
+        egress.flow.contains(&format!("nw_dst={}", gw.ip)),
+        "{}",
+        egress.flow
+    );
+}
+
+#[test]
+fn the_routers_agents_decide_the_hand_off() {
+    let next = |plant: &dyn Fn(&mut Facts)| {
+        let (mut f, vif, _) = nlab("walk-nlab-hv1-healthy");
+        plant(&mut f);
+        let cs = checks(&f, &vif, None, None);
+        let c = by_id(&cs, "path.next").clone();
+        (c.status, c.summary)
+    };
+    let (s, m) = next(&|_| {});
+    assert_eq!(s, Status::Ok);
+    assert!(
+        m.contains("vmpath router ") && m.contains("primary net1"),
+        "{m}"
+    );
+    // No active agent: nothing routes; two: split-brain.
+    let (s, m) = next(&|f| {
+        for a in records(f).l3_agents.as_mut().unwrap().as_mut().unwrap() {
+            a.ha_state = Some("standby".into());
+        }
+    });
+    assert_eq!(s, Status::Fail, "{m}");
+    assert!(m.contains("no active L3 agent"), "{m}");
+    let (s, m) = next(&|f| {
+        for a in records(f).l3_agents.as_mut().unwrap().as_mut().unwrap() {
+            a.ha_state = Some("active".into());
+        }
+    });
+    assert_eq!(s, Status::Fail, "{m}");
+    assert!(m.contains("2 hosts at once"), "{m}");
+    // In this capture the router's MAC was no longer learned (300 s after the VM's last frame
+    // to it): the packet floods to both VTEPs, so a primary on either is reached.
+    let (s, m) = next(&|f| {
+        for a in records(f).l3_agents.as_mut().unwrap().as_mut().unwrap() {
+            a.ha_state = Some(
+                if a.host == "net2" {
+                    "active"
+                } else {
+                    "standby"
+                }
+                .into(),
+            );
+        }
+    });
+    assert_eq!(s, Status::Ok, "{m}");
+    assert!(m.contains("primary net2") && m.contains("flooding"), "{m}");
+    // ... unless the primary's VTEP is not among them (its host unknown to the flooding).
+    let (s, m) = next(&|f| {
+        for v in records(f).vteps.as_mut().unwrap().as_mut().unwrap() {
+            if v.host == "net1" {
+                v.ip = "198.51.100.99".parse().unwrap();
+            }
+        }
+    });
+    assert_eq!(s, Status::Fail, "{m}");
+    assert!(m.contains("neither sends"), "{m}");
+    // A network without a router: the path ends there (ok); agents not readable: unknown.
+    let (s, m) = next(&|f| records(f).gateways = Some(Ok(Vec::new())));
+    assert_eq!(s, Status::Ok, "{m}");
+    assert!(m.contains("isolated network"), "{m}");
+    let (s, _) =
+        next(&|f| records(f).l3_agents = Some(Err(crate::error::Error::unknown("403 Forbidden"))));
+    assert_eq!(s, Status::Unknown);
+    // A router that is not HA (one agent, no ha_state) is its own primary.
+    let (s, m) = next(&|f| {
+        let a = records(f).l3_agents.as_mut().unwrap().as_mut().unwrap();
+        a.retain(|a| a.host == "net1");
+        a[0].ha_state = None;
+    });
+    assert_eq!(s, Status::Ok, "{m}");
+}
+
+#[test]
+fn neutron_not_reached_leaves_the_host_walk_and_one_unknown() {
+    let (mut f, vif, _) = nlab("walk-nlab-hv1-healthy");
+    if let Some(n) = f.neutron.as_mut() {
+        n.ports = Err(crate::error::Error::unknown("connection refused"));
+    }
+    let cs = checks(&f, &vif, None, None);
+    let bad: Vec<(&str, Status)> = cs
+        .iter()
+        .filter(|c| c.status != Status::Ok)
+        .map(|c| (c.id, c.status))
+        .collect();
+    assert_eq!(bad, vec![("neutron.port", Status::Unknown)]);
+}

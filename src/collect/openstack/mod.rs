@@ -163,6 +163,7 @@ async fn authenticate(http: &reqwest::Client, c: &Cloud) -> Result<Token> {
     let url = keystone::tokens_url(&c.auth_url);
     let secrets = c.secrets();
     let fail = |m: String| Error::unknown(redact(&m, &secrets));
+    let started = std::time::Instant::now();
     let r = http
         .post(&url)
         .header("Content-Type", "application/json")
@@ -187,6 +188,12 @@ async fn authenticate(http: &reqwest::Client, c: &Cloud) -> Result<Token> {
             c.name,
             snippet(&b)
         )));
+    }
+    if std::env::var_os("VMPATH_TIMINGS").is_some() {
+        eprintln!(
+            "vmpath timing: Keystone POST {url}: {status} in {} ms",
+            started.elapsed().as_millis()
+        );
     }
     let v: Value = serde_json::from_slice(&b)
         .map_err(|e| fail(format!("Keystone {url}: the answer is not JSON: {e}")))?;
@@ -267,6 +274,7 @@ impl Session {
         query: &[(String, String)],
     ) -> std::result::Result<Value, ApiError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let url = format!("{}{path}", self.endpoint);
         let secrets: Vec<&str> = self
             .secrets
@@ -300,6 +308,13 @@ impl Session {
         let b = body(r)
             .await
             .map_err(|e| fail(format!("Neutron {url}: {e}")))?;
+        if std::env::var_os("VMPATH_TIMINGS").is_some() {
+            eprintln!(
+                "vmpath timing: Neutron GET {path}: {status} {} bytes in {} ms",
+                b.len(),
+                started.elapsed().as_millis()
+            );
+        }
         match status.as_u16() {
             200 => serde_json::from_slice(&b)
                 .map_err(|e| fail(format!("Neutron {url}: the answer is not JSON: {e}"))),
@@ -335,6 +350,22 @@ pub struct NeutronFacts {
     pub elapsed_ms: u64,
 }
 
+impl NeutronFacts {
+    /// Nothing asked yet (or nothing answered: `ports` says why).
+    pub fn new(cloud: &str, ports: Result<Vec<neutron::PortRecords>>, elapsed_ms: u64) -> Self {
+        NeutronFacts {
+            cloud: cloud.to_string(),
+            endpoint: String::new(),
+            token: None,
+            keystone_calls: 0,
+            api_calls: 0,
+            ports,
+            cache_note: None,
+            elapsed_ms,
+        }
+    }
+}
+
 /// Where the token cache lives for this process.
 pub fn default_cache_dir() -> Option<PathBuf> {
     let env = |k: &str| {
@@ -348,9 +379,11 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     keystone::cache_dir(env("XDG_RUNTIME_DIR").as_deref(), env("HOME").as_deref())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn lookup_once(
     c: &Cloud,
     q: &neutron::PortQuery,
+    network_hint: Option<&str>,
     overlay: bool,
     timeout: Duration,
     cache: Option<&std::path::Path>,
@@ -368,15 +401,39 @@ async fn lookup_once(
     if s.cache_note.is_some() {
         out.cache_note = s.cache_note.clone();
     }
-    let ports = neutron::find_ports_raw(&s, q).await;
-    out.api_calls += s.calls();
-    let ports = ports?;
+    // With the port's network known (OVSDB's net_uuid on a compute node), its parts are asked
+    // together with the port: two rounds of calls instead of three.
+    // A new token is validated by each Neutron server worker on its first use (against
+    // Keystone): asked in parallel, every call would pay that at once. Then the port is asked
+    // alone first.
+    let network_hint = network_hint.filter(|_| s.token_source == TokenSource::Cached);
+    let (ports, early) = match network_hint {
+        Some(net) => {
+            let (p, parts) = tokio::join!(
+                neutron::find_ports_raw(&s, q),
+                neutron::net_parts(&s, net, overlay)
+            );
+            (p, Some((net, parts)))
+        }
+        None => (neutron::find_ports_raw(&s, q).await, None),
+    };
+    let ports = match ports {
+        Ok(p) => p,
+        Err(e) => {
+            out.api_calls += s.calls();
+            return Err(e);
+        }
+    };
     let mut recs = Vec::new();
+    let mut early = early;
     for p in ports.into_iter().take(8) {
-        recs.push(neutron::records(&s, p, overlay).await);
+        let r = match early.take() {
+            Some((net, parts)) if net == p.network_id => neutron::assemble(&s, p, parts).await,
+            _ => neutron::records(&s, p, overlay).await,
+        };
+        recs.push(r);
     }
-    out.api_calls = out.api_calls.max(s.calls());
-    // A record's call refused for the token: the whole lookup again with a new one.
+    out.api_calls += s.calls();
     Ok(recs)
 }
 
@@ -385,24 +442,16 @@ async fn lookup_once(
 pub async fn lookup(
     c: &Cloud,
     q: &neutron::PortQuery,
+    network_hint: Option<&str>,
     overlay: bool,
     timeout: Duration,
     cache: Option<&std::path::Path>,
 ) -> NeutronFacts {
     let started = std::time::Instant::now();
-    let mut out = NeutronFacts {
-        cloud: c.name.clone(),
-        endpoint: String::new(),
-        token: None,
-        keystone_calls: 0,
-        api_calls: 0,
-        ports: Ok(Vec::new()),
-        cache_note: None,
-        elapsed_ms: 0,
-    };
-    let mut r = lookup_once(c, q, overlay, timeout, cache, false, &mut out).await;
+    let mut out = NeutronFacts::new(&c.name, Ok(Vec::new()), 0);
+    let mut r = lookup_once(c, q, network_hint, overlay, timeout, cache, false, &mut out).await;
     if matches!(r, Err(ApiError::Unauthorized(_))) && out.token == Some(TokenSource::Cached) {
-        r = lookup_once(c, q, overlay, timeout, cache, true, &mut out).await;
+        r = lookup_once(c, q, network_hint, overlay, timeout, cache, true, &mut out).await;
     }
     out.ports = r.map_err(|e| match e {
         ApiError::NotFound => Error::unknown("Neutron answered 404 for the ports list"),
@@ -420,6 +469,7 @@ pub async fn lookup(
 pub fn spawn_lookup(
     c: Cloud,
     q: neutron::PortQuery,
+    network_hint: Option<String>,
     overlay: bool,
     timeout: Duration,
 ) -> std::thread::JoinHandle<NeutronFacts> {
@@ -435,39 +485,35 @@ pub fn spawn_lookup(
             Ok(rt) => rt.block_on(async {
                 match tokio::time::timeout(
                     timeout.saturating_mul(2),
-                    lookup(&c, &q, overlay, timeout, cache.as_deref()),
+                    lookup(
+                        &c,
+                        &q,
+                        network_hint.as_deref(),
+                        overlay,
+                        timeout,
+                        cache.as_deref(),
+                    ),
                 )
                 .await
                 {
                     Ok(n) => n,
-                    Err(_) => NeutronFacts {
-                        cloud: c.name.clone(),
-                        endpoint: String::new(),
-                        token: None,
-                        keystone_calls: 0,
-                        api_calls: 0,
-                        ports: Err(Error::unknown(format!(
+                    Err(_) => NeutronFacts::new(
+                        &c.name,
+                        Err(Error::unknown(format!(
                             "Keystone and Neutron did not answer within {:?}",
                             timeout.saturating_mul(2)
                         ))),
-                        cache_note: None,
-                        elapsed_ms: u64::try_from(timeout.saturating_mul(2).as_millis())
-                            .unwrap_or(u64::MAX),
-                    },
+                        u64::try_from(timeout.saturating_mul(2).as_millis()).unwrap_or(u64::MAX),
+                    ),
                 }
             }),
-            Err(e) => NeutronFacts {
-                cloud: name,
-                endpoint: String::new(),
-                token: None,
-                keystone_calls: 0,
-                api_calls: 0,
-                ports: Err(Error::unknown(format!(
+            Err(e) => NeutronFacts::new(
+                &name,
+                Err(Error::unknown(format!(
                     "cannot start the async runtime: {e}"
                 ))),
-                cache_note: None,
-                elapsed_ms: 0,
-            },
+                0,
+            ),
         }
     })
 }

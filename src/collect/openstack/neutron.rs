@@ -314,11 +314,16 @@ pub async fn find_ports_raw(
     parse_list(&b, "ports").map_err(other)
 }
 
-/// The records of `port`: its network and subnets (in parallel), and with `overlay` the
-/// router interface holding its gateway, that router's L3 agents and the OVS agents' VTEPs.
-pub async fn records(s: &Session, port: Port, overlay: bool) -> PortRecords {
-    let net = port.network_id.clone();
-    let seg = super::path_segment(&net);
+/// What the records of a port on network `net` need besides the port: the network, its subnets
+/// and, on the overlay, its router interfaces and the OVS agents' VTEPs — asked in parallel.
+pub struct NetParts {
+    network: Result<Network>,
+    subnets: Result<Vec<Subnet>>,
+    router_ports: Option<Result<Vec<Port>>>,
+    vteps: Option<Result<Vec<Vtep>>>,
+}
+
+pub async fn net_parts(s: &Session, net: &str, overlay: bool) -> NetParts {
     let network_q = fields(&[
         "id",
         "name",
@@ -327,7 +332,7 @@ pub async fn records(s: &Session, port: Port, overlay: bool) -> PortRecords {
         "provider:segmentation_id",
     ]);
     let mut subnet_q = fields(&["id", "cidr", "ip_version", "gateway_ip", "enable_dhcp"]);
-    subnet_q.push(("network_id".into(), net.clone()));
+    subnet_q.push(("network_id".into(), net.to_string()));
     let mut rp_q = fields(&[
         "id",
         "mac_address",
@@ -336,11 +341,17 @@ pub async fn records(s: &Session, port: Port, overlay: bool) -> PortRecords {
         "device_owner",
         "status",
     ]);
-    rp_q.push(("network_id".into(), net.clone()));
+    rp_q.push(("network_id".into(), net.to_string()));
     for o in ROUTER_INTERFACE_OWNERS {
         rp_q.push(("device_owner".into(), (*o).to_string()));
     }
-    let network_path = format!("/v2.0/networks/{seg}");
+    let agents_q = vec![
+        ("agent_type".to_string(), "Open vSwitch agent".to_string()),
+        ("fields".to_string(), "host".to_string()),
+        ("fields".to_string(), "configurations".to_string()),
+        ("fields".to_string(), "alive".to_string()),
+    ];
+    let network_path = format!("/v2.0/networks/{}", super::path_segment(net));
     let network = async {
         s.get(&network_path, &network_q)
             .await
@@ -364,7 +375,36 @@ pub async fn records(s: &Session, port: Port, overlay: bool) -> PortRecords {
                 .and_then(|b| parse_list::<Port>(&b, "ports")),
         )
     };
-    let (network, subnets, router_ports) = tokio::join!(network, subnets, router_ports);
+    let vteps = async {
+        if !overlay {
+            return None;
+        }
+        Some(
+            s.get("/v2.0/agents", &agents_q)
+                .await
+                .map_err(Error::from)
+                .and_then(|b| vteps(&b)),
+        )
+    };
+    let (network, subnets, router_ports, vteps) =
+        tokio::join!(network, subnets, router_ports, vteps);
+    NetParts {
+        network,
+        subnets,
+        router_ports,
+        vteps,
+    }
+}
+
+/// The records of `port` from its network's parts: the router interface holding its gateway,
+/// and that router's L3 agents (one more call).
+pub async fn assemble(s: &Session, port: Port, parts: NetParts) -> PortRecords {
+    let NetParts {
+        network,
+        subnets,
+        router_ports,
+        vteps,
+    } = parts;
     let gateways = router_ports.map(|rp| {
         let subs = subnets.as_ref().map_err(Clone::clone)?;
         Ok(gateways(subs, &rp?))
@@ -374,31 +414,17 @@ pub async fn records(s: &Session, port: Port, overlay: bool) -> PortRecords {
         .and_then(|g| g.as_ref().ok())
         .and_then(|g| g.iter().find(|g| g.ip.is_ipv4()).or(g.first()))
         .map(|g| g.router_id.clone());
-    let (l3_agents, vteps) = match (overlay, router) {
-        (true, Some(r)) => {
+    let l3_agents = match router {
+        Some(r) => {
             let path = format!("/v2.0/routers/{}/l3-agents", super::path_segment(&r));
-            let agents_q = vec![
-                ("agent_type".to_string(), "Open vSwitch agent".to_string()),
-                ("fields".to_string(), "host".to_string()),
-                ("fields".to_string(), "configurations".to_string()),
-                ("fields".to_string(), "alive".to_string()),
-            ];
-            let l3 = async {
+            Some(
                 s.get(&path, &[])
                     .await
                     .map_err(Error::from)
-                    .and_then(|b| parse_list::<L3Agent>(&b, "agents"))
-            };
-            let vt = async {
-                s.get("/v2.0/agents", &agents_q)
-                    .await
-                    .map_err(Error::from)
-                    .and_then(|b| vteps(&b))
-            };
-            let (l3, vt) = tokio::join!(l3, vt);
-            (Some(l3), Some(vt))
+                    .and_then(|b| parse_list::<L3Agent>(&b, "agents")),
+            )
         }
-        _ => (None, None),
+        None => None,
     };
     PortRecords {
         port,
@@ -408,6 +434,12 @@ pub async fn records(s: &Session, port: Port, overlay: bool) -> PortRecords {
         l3_agents,
         vteps,
     }
+}
+
+/// The records of `port`: its network's parts, then the router's agents.
+pub async fn records(s: &Session, port: Port, overlay: bool) -> PortRecords {
+    let parts = net_parts(s, &port.network_id, overlay).await;
+    assemble(s, port, parts).await
 }
 
 #[cfg(test)]

@@ -321,7 +321,8 @@ fn real_neutron_agents_compute_node_and_gateways() {
 
     // 1. hv1: the VM's port by UUID, tap and MAC; the agent's tag and the OpenFlow port.
     let doc = assert_healthy_walk(&lab, &port, "healthy");
-    for t in [tap.as_str(), mac.as_str()] {
+    let vm_uuid = lab.s("/vm/vm_uuid");
+    for t in [tap.as_str(), mac.as_str(), vm_uuid.as_str()] {
         assert_healthy_walk(&lab, t, "healthy");
     }
     let tag = lab.sh(
@@ -776,6 +777,17 @@ fn neutron_source(lab: &Lab) {
         "{doc:#}"
     );
     eprintln!("neutron source: application credential and token (OS_*) auth: all ok");
+
+    // On a host that does not have the port (the gateway net2), Neutron says where it is bound.
+    for t in [port.as_str(), lab.s("/vm/vm_uuid").as_str()] {
+        let (code, doc, _) = lab.vmpath_env("net2", &env("nlab"), &["walk", t]);
+        assert_eq!(code, 64, "{doc:#}");
+        let m = doc["error"]["message"].as_str().unwrap_or("").to_string();
+        assert!(
+            m.contains(&format!("port {port}")) && m.contains("bound to host hv1"),
+            "walk {t} on net2: {m}"
+        );
+    }
 
     // The router's MAC sent to the standby gateway: a unicast flow above the learned one sends
     // it into the tunnel to the standby's VTEP. The packet still leaves with the right VNI

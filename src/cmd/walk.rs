@@ -65,6 +65,7 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
             return walk_router(g, &r, gw);
         }
     }
+    let src = source(g, a)?;
     if a.design != Some(Design::Routed) {
         let copts = compute::Options {
             target: opts.target.clone(),
@@ -73,7 +74,7 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
             mac: opts.overrides.mac.clone(),
             ovsdb: Vec::new(),
             trust: opts.sources.trust.clone(),
-            source: source(g, a)?,
+            source: src.clone(),
         };
         match compute::run(&copts) {
             Ok(w) => return walk_compute(g, &w),
@@ -91,7 +92,13 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
                     return walk_router(g, &r, gw);
                 }
             }
-            return Err(Error::NotHere(m));
+            // Nothing here: where Neutron has it, when it can be asked.
+            return Err(Error::NotHere(
+                match src.locate(&opts.target, opts.timeout) {
+                    Some(w) => format!("{m}. {w}"),
+                    None => m,
+                },
+            ));
         }
         Err(e) => return Err(e),
     };

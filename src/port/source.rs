@@ -103,6 +103,61 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Where Neutron has what `target` names, when this host has nothing for it: a sentence per
+    /// port (bound to which host, the command to run there), or why Neutron could not say.
+    /// `None` without credentials, or for a target Neutron cannot be asked about (a tap name).
+    pub fn locate(
+        &self,
+        target: &crate::port::target::Target,
+        timeout: std::time::Duration,
+    ) -> Option<String> {
+        use crate::collect::openstack::neutron::PortQuery;
+        use crate::port::target::Target;
+        let cloud = self.cloud.as_ref()?;
+        let q = match target {
+            Target::Ip(ip) => PortQuery::Ip(*ip),
+            Target::Mac(m) => PortQuery::Mac(m.clone()),
+            Target::PortId(id) => PortQuery::Id(id.clone()),
+            Target::PortPrefix(_) | Target::Tap(_) => return None,
+        };
+        Some(
+            match crate::collect::openstack::find(cloud, &q, timeout) {
+                Err(e) => format!("Neutron (cloud '{}') could not say where it is: {e}", cloud.name),
+                Ok(ports) if ports.is_empty() => {
+                    format!("Neutron (cloud '{}') has no port for {target} either", cloud.name)
+                }
+                Ok(ports) => ports
+                    .iter()
+                    .map(|p| {
+                        let host = p.binding_host.as_deref().unwrap_or("");
+                        let owner = if p.device_owner.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} {}", p.device_owner, p.device_id)
+                        };
+                        if host.is_empty() {
+                            format!(
+                                "Neutron (cloud '{}'): port {} ({}{owner}) is bound to no host (binding:vif_type {})",
+                                cloud.name,
+                                p.id,
+                                p.status,
+                                p.vif_type.as_deref().unwrap_or("not visible")
+                            )
+                        } else {
+                            format!(
+                                "Neutron (cloud '{}'): port {} ({}{owner}) is bound to host {host}: run `vmpath walk {}` there",
+                                cloud.name, p.id, p.status, p.id
+                            )
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
+        )
+    }
+}
+
 /// `source` in a walk's JSON.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SourceReport {

@@ -24,7 +24,7 @@ pub enum Target {
 pub const PORT_PREFIX_LEN: usize = 11;
 
 pub const ACCEPTED: &str = "a VM IPv4/IPv6 address (198.51.100.11), a Neutron port UUID \
-(3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a51), its 11-character prefix (3f1c2a4e-5b), a tap name \
+(3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a51) or instance UUID, its 11-character prefix (3f1c2a4e-5b), a tap name \
 (tap3f1c2a4e-5b) or a MAC address (fa:16:3e:00:00:01)";
 
 fn is_hex_dash(s: &str) -> bool {

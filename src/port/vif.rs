@@ -94,10 +94,26 @@ fn is_vm_port(p: &OvsPort) -> bool {
 pub fn resolve(target: &Target, db: &OvsDb) -> Result<Vif> {
     let vm_ports = || db.ports.iter().filter(|p| is_vm_port(p));
     let found: Vec<(&OvsPort, String)> = match target {
-        Target::PortId(id) => vm_ports()
-            .filter(|p| p.iface_id.as_deref() == Some(id.as_str()))
-            .map(|p| (p, "OVSDB external_ids:iface-id".to_string()))
-            .collect(),
+        Target::PortId(id) => {
+            let by_port: Vec<_> = vm_ports()
+                .filter(|p| p.iface_id.as_deref() == Some(id.as_str()))
+                .map(|p| (p, "OVSDB external_ids:iface-id".to_string()))
+                .collect();
+            if by_port.is_empty() {
+                // An instance UUID: the ports plugged into it (os-vif's vm-uuid).
+                vm_ports()
+                    .filter(|p| p.vm_uuid.as_deref() == Some(id.as_str()))
+                    .map(|p| {
+                        (
+                            p,
+                            "OVSDB external_ids:vm-uuid (the instance's port)".to_string(),
+                        )
+                    })
+                    .collect()
+            } else {
+                by_port
+            }
+        }
         Target::PortPrefix(pre) => vm_ports()
             .filter(|p| {
                 p.iface_id
@@ -189,6 +205,30 @@ mod tests {
                 Some("c6677132-b418-4ed3-9d5f-df0ef7b0f22f")
             );
         }
+    }
+
+    #[test]
+    fn an_instance_uuid_names_its_port_and_two_ports_are_refused() {
+        let mut db = db();
+        let vm = "0b1c2d3e-4f50-4a61-8b72-93a4b5c6d7e8";
+        for p in db.ports.iter_mut().filter(|p| p.name == "tapc6677132-b4") {
+            p.vm_uuid = Some(vm.into());
+        }
+        let v = resolve(&Target::parse(vm).expect("uuid"), &db).expect("instance");
+        assert_eq!(v.tap, "tapc6677132-b4");
+        assert!(v.matched_by.contains("vm-uuid"), "{}", v.matched_by);
+        let mut second = db
+            .ports
+            .iter()
+            .find(|p| p.name == "tapc6677132-b4")
+            .cloned()
+            .expect("tap");
+        second.name = "tapd0000000-00".into();
+        second.iface_id = Some("d0000000-0000-4000-8000-000000000000".into());
+        db.ports.push(second);
+        let e = resolve(&Target::parse(vm).expect("uuid"), &db).expect_err("two ports");
+        assert!(matches!(e, Error::Usage(_)), "{e:?}");
+        assert!(e.to_string().contains("tapd0000000-00"), "{e}");
     }
 
     #[test]

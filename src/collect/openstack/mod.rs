@@ -464,6 +464,38 @@ pub async fn lookup(
     out
 }
 
+/// The ports `q` names, and nothing else (one Keystone call at most, one or two Neutron calls:
+/// an id that names no port is tried as an instance's `device_id`); bounded by twice `timeout`.
+pub fn find(c: &Cloud, q: &neutron::PortQuery, timeout: Duration) -> Result<Vec<neutron::Port>> {
+    let cache = default_cache_dir();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::unknown(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        let work = async {
+            let s = Session::open(c, timeout, cache.as_deref(), false).await?;
+            let found = neutron::find_ports_raw(&s, q).await.map_err(Error::from)?;
+            match (found.is_empty(), q) {
+                (true, neutron::PortQuery::Id(id)) => {
+                    neutron::find_ports_raw(&s, &neutron::PortQuery::Device(id.clone()))
+                        .await
+                        .map_err(Error::from)
+                }
+                _ => Ok(found),
+            }
+        };
+        tokio::time::timeout(timeout.saturating_mul(2), work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::unknown(format!(
+                    "Keystone and Neutron did not answer within {:?}",
+                    timeout.saturating_mul(2)
+                )))
+            })
+    })
+}
+
 /// [`lookup`] on a thread of its own (its own single-threaded runtime), so the host is read
 /// meanwhile; join it for the answer.
 pub fn spawn_lookup(

@@ -192,7 +192,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__router)
-            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --no-wire --ovsdb --no-dump --no-bgp --bird-socket --frr-dir --json --verbose --config --help --version"
+            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --no-wire --ovsdb --no-dump --no-bgp --bird-socket --frr-dir --source --os-cloud --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -223,6 +223,14 @@ _vmpath() {
                     return 0
                     ;;
                 --frr-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --source)
+                    COMPREPLY=($(compgen -W "auto neutron host" -- "${cur}"))
+                    return 0
+                    ;;
+                --os-cloud)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -238,7 +246,7 @@ _vmpath() {
             return 0
             ;;
         vmpath__subcmd__routers)
-            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --no-wire --ovsdb --no-dump --no-bgp --bird-socket --frr-dir --json --verbose --config --help --version"
+            opts="-v -h -V --netns-dir --ha-confs --peer --timeout --listen --no-listen --no-wire --ovsdb --no-dump --no-bgp --bird-socket --frr-dir --source --os-cloud --json --verbose --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -269,6 +277,14 @@ _vmpath() {
                     return 0
                     ;;
                 --frr-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --source)
+                    COMPREPLY=($(compgen -W "auto neutron host" -- "${cur}"))
+                    return 0
+                    ;;
+                --os-cloud)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -44,7 +44,7 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l dhcp-hostsdir -d 
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l flow -d 'Evaluate one flow against the security group: [in:|out:]PROTO[/PORT][@PEER] (tcp/22, out:udp/53, icmp, tcp/443@203.0.113.10); `in` (default) is traffic to the VM' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l design -d 'The host\'s design (default: found by itself — ovs when the port is plugged into Open vSwitch, else routed)' -r -f -a "routed\t'A routed (L2-less) hypervisor: /32 per VM, proxy ARP, BGP'
 ovs\t'An Open vSwitch compute node of the overlay design: taps in br-int, VXLAN tunnels'"
-complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l source -d 'Where the port\'s desired state comes from: neutron (the API, through clouds.yaml or OS_* credentials), host (this host\'s records), auto (Neutron when credentials are configured)' -r -f -a "auto\t''
+complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l source -d 'Where the desired state comes from: neutron (the API, through clouds.yaml or OS_* credentials), host (this host\'s records), auto (Neutron when credentials are configured)' -r -f -a "auto\t''
 neutron\t''
 host\t''"
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l os-cloud -d 'The clouds.yaml cloud to use [default: OS_CLOUD, the config\'s `cloud`, OS_* variables, or the only cloud in clouds.yaml]' -r
@@ -99,6 +99,10 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l timeout -d 'Ho
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l ovsdb -d 'OVSDB unix socket to read (repeat; default: from running ovsdb-server processes)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l bird-socket -d 'BIRD control socket (default: from the running bird\'s -s option)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l frr-dir -d 'FRR vty socket directory holding bgpd.vty (default: from the running bgpd\'s -N option)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l source -d 'Where the desired state comes from: neutron (the API, through clouds.yaml or OS_* credentials), host (this host\'s records), auto (Neutron when credentials are configured)' -r -f -a "auto\t''
+neutron\t''
+host\t''"
+complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l os-cloud -d 'The clouds.yaml cloud to use [default: OS_CLOUD, the config\'s `cloud`, OS_* variables, or the only cloud in clouds.yaml]' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l listen -d 'Also listen for VRRP adverts on every ha- interface, for 3 advert intervals (a backup that hears no primary); `router ID` does it unless --no-listen'
 complete -c vmpath -n "__fish_vmpath_using_subcommand routers" -l no-listen -d 'With `router ID`: only the local state, no listening or probing'
@@ -116,6 +120,10 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l timeout -d 'How
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l ovsdb -d 'OVSDB unix socket to read (repeat; default: from running ovsdb-server processes)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l bird-socket -d 'BIRD control socket (default: from the running bird\'s -s option)' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l frr-dir -d 'FRR vty socket directory holding bgpd.vty (default: from the running bgpd\'s -N option)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l source -d 'Where the desired state comes from: neutron (the API, through clouds.yaml or OS_* credentials), host (this host\'s records), auto (Neutron when credentials are configured)' -r -f -a "auto\t''
+neutron\t''
+host\t''"
+complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l os-cloud -d 'The clouds.yaml cloud to use [default: OS_CLOUD, the config\'s `cloud`, OS_* variables, or the only cloud in clouds.yaml]' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l listen -d 'Also listen for VRRP adverts on every ha- interface, for 3 advert intervals (a backup that hears no primary); `router ID` does it unless --no-listen'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l no-listen -d 'With `router ID`: only the local state, no listening or probing'

@@ -778,6 +778,29 @@ fn neutron_source(lab: &Lab) {
     );
     eprintln!("neutron source: application credential and token (OS_*) auth: all ok");
 
+    // The gateways: Neutron's L3 agents (ha_state per host) agree with each node's keepalived,
+    // state file and addresses.
+    for gw in ["net1", "net2"] {
+        let (code, doc, _) = lab.vmpath_env(gw, &env("nlab"), &["router", &router, "--no-listen"]);
+        let c = doc["routers"][0]["checks"]
+            .as_array()
+            .and_then(|v| v.iter().find(|c| c["id"] == "router.neutron"))
+            .unwrap_or_else(|| panic!("{gw}: no router.neutron in {doc:#}"))
+            .clone();
+        assert_eq!(c["status"], "ok", "{gw}: {c:#}");
+        let role = if gw == primary {
+            "active (primary)"
+        } else {
+            "standby (backup)"
+        };
+        assert!(
+            c["summary"].as_str().unwrap_or("").contains(role),
+            "{gw}: {c:#}"
+        );
+        assert_eq!(code, 0, "{gw}: {doc:#}");
+    }
+    eprintln!("neutron source: router.neutron agrees on both gateways");
+
     // On a host that does not have the port (the gateway net2), Neutron says where it is bound.
     for t in [port.as_str(), lab.s("/vm/vm_uuid").as_str()] {
         let (code, doc, _) = lab.vmpath_env("net2", &env("nlab"), &["walk", t]);

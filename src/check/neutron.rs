@@ -190,6 +190,147 @@ pub fn port_check(
     .evidence(format!("{show} (cloud '{}')", n.cloud))
 }
 
+/// A router's L3 agents as evidence: `net1 (active), net2 (standby, agent dead)`.
+pub fn agents_text(agents: &[crate::collect::openstack::neutron::L3Agent]) -> String {
+    if agents.is_empty() {
+        return "no L3 agent".into();
+    }
+    agents
+        .iter()
+        .map(|a| {
+            format!(
+                "{} ({}{})",
+                a.host,
+                a.ha_state.as_deref().unwrap_or("not HA"),
+                if a.alive { "" } else { ", agent dead" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `router.neutron`: Neutron's L3 agents of a router against this gateway node's views of it
+/// (keepalived, the state file, the addresses).
+///
+/// * fail: this node holds the router's addresses (primary) but Neutron does not schedule the
+///   router here (a stale router answering for the gateway);
+/// * warn: Neutron's `ha_state` for this node is not what the node does (Neutron steers the
+///   compute nodes' traffic for the router's MAC by it with l2population, and shows it to
+///   operators); Neutron sees this node's agent as dead; it schedules the router here but has
+///   no `ha_state` while the node runs it HA; not scheduled here while the node is backup
+///   (a stale namespace);
+/// * unknown: Neutron not reached.
+pub fn router_check(
+    n: &crate::collect::openstack::RouterAgents,
+    router: &str,
+    here: &str,
+    views: &crate::check::router::Views,
+) -> Check {
+    let id = "router.neutron";
+    let agents = match &n.agents {
+        Err(e) => {
+            return Check::unknown(id, format!("Neutron (cloud '{}') not read: {e}", n.cloud))
+                .fix(format!("check the API and the credentials (`openstack --os-cloud {} network agent list --router {router} --long`)", n.cloud))
+        }
+        Ok(m) => match m.get(router) {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => {
+                return Check::unknown(id, format!("Neutron did not list the router's L3 agents: {e}"))
+                    .fix(format!("openstack network agent list --router {router} --long"))
+            }
+            None => {
+                return Check::unknown(id, "not asked: too many routers on this node (use `vmpath router ID`)")
+                    .fix(format!("vmpath router {router}"))
+            }
+        },
+    };
+    let listed = agents
+        .iter()
+        .map(|a| {
+            format!(
+                "{} ({}{})",
+                a.host,
+                a.ha_state.as_deref().unwrap_or("not HA"),
+                if a.alive { "" } else { ", agent dead" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let ev = vec![
+        format!(
+            "Neutron: router {router} on {}",
+            if listed.is_empty() {
+                "no L3 agent".into()
+            } else {
+                listed
+            }
+        ),
+        format!(
+            "this node ({here}): keepalived {}, state file {}, addresses {}",
+            views.keepalived, views.state_file, views.addresses
+        ),
+    ];
+    let node_primary = views.addresses == "primary";
+    let Some(mine) = agents.iter().find(|a| same_host(&a.host, here)) else {
+        let c = if node_primary {
+            Check::fail(id, format!("this node holds router {router}'s addresses, but Neutron does not schedule the router here: a stale router answers for the gateway"))
+        } else {
+            Check::warn(id, format!("Neutron does not schedule router {router} on this node ({here}): its namespace here is a leftover"))
+        };
+        return c.evidences(ev).fix(format!("if the router moved, remove the leftover (`neutron-l3-agent` cleans it on restart, or `ip netns delete qrouter-{router}` after stopping its keepalived); `openstack network agent list --router {router} --long`"));
+    };
+    if !mine.alive {
+        return Check::warn(id, "Neutron sees this node's L3 agent as dead: it will not move the router here, nor report its state")
+            .evidences(ev)
+            .fix("check neutron-l3-agent on this node (systemctl status neutron-l3-agent; its log; the message bus)");
+    }
+    let want = match mine.ha_state.as_deref() {
+        None => {
+            return Check::ok(
+                id,
+                format!("Neutron schedules router {router} on this node (not HA)"),
+            )
+            .evidences(ev)
+        }
+        Some("active") => "primary",
+        Some("standby") => "backup",
+        Some(other) => {
+            return Check::warn(id, format!("Neutron's ha_state for this node is {other}: the agent has not reported the router's state"))
+                .evidences(ev)
+                .fix("check neutron-l3-agent's log (the keepalived state-change reports)");
+        }
+    };
+    let actives = agents
+        .iter()
+        .filter(|a| a.ha_state.as_deref() == Some("active"))
+        .count();
+    if (want == "primary") != node_primary {
+        return Check::warn(
+            id,
+            format!("Neutron says this node is {} for router {router}, but it is {} here: with l2population the compute nodes send the router's traffic by Neutron's view", if want == "primary" { "active" } else { "standby" }, views.addresses),
+        )
+        .evidences(ev)
+        .fix("restart neutron-l3-agent on this node: it reports the routers' states again");
+    }
+    if actives != 1 {
+        return Check::warn(id, format!("Neutron has {actives} active L3 agents for router {router}"))
+            .evidences(ev)
+            .fix(format!("vmpath router {router} on each of its gateway nodes; restart the L3 agents that report a wrong state"));
+    }
+    Check::ok(
+        id,
+        format!(
+            "Neutron agrees: this node is {} for router {router}",
+            if want == "primary" {
+                "active (primary)"
+            } else {
+                "standby (backup)"
+            }
+        ),
+    )
+    .evidences(ev)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +368,56 @@ mod tests {
     fn status(n: &NeutronFacts) -> (Status, String) {
         let c = port_check(n, "p1", "tapp1", "hv1", Some("fa:16:3e:00:00:01"), false);
         (c.status, c.summary)
+    }
+
+    #[test]
+    fn routers_agents_against_the_node() {
+        use crate::check::router::Views;
+        use crate::collect::openstack::neutron::L3Agent;
+        let agents = |a: &[(&str, &str)]| crate::collect::openstack::RouterAgents {
+            cloud: "lab".into(),
+            endpoint: String::new(),
+            token: None,
+            keystone_calls: 0,
+            api_calls: 1,
+            agents: Ok([(
+                "r1".to_string(),
+                Ok(a.iter()
+                    .map(|(h, s)| L3Agent {
+                        host: h.to_string(),
+                        alive: true,
+                        admin_state_up: true,
+                        ha_state: (!s.is_empty()).then(|| s.to_string()),
+                    })
+                    .collect()),
+            )]
+            .into_iter()
+            .collect()),
+            elapsed_ms: 1,
+        };
+        let views = |a: &str| Views {
+            keepalived: if a == "primary" { "MASTER" } else { "BACKUP" }.into(),
+            state_file: a.into(),
+            addresses: a.into(),
+        };
+        let st = |n, v: &str| router_check(&n, "r1", "net1", &views(v)).status;
+        let ha = [("net1", "active"), ("net2", "standby")];
+        assert_eq!(st(agents(&ha), "primary"), Status::Ok);
+        assert_eq!(st(agents(&ha), "backup"), Status::Warn);
+        assert_eq!(
+            st(agents(&[("net1", "standby"), ("net2", "active")]), "backup"),
+            Status::Ok
+        );
+        assert_eq!(
+            st(agents(&[("net1", "active"), ("net2", "active")]), "primary"),
+            Status::Warn
+        );
+        assert_eq!(st(agents(&[("net2", "active")]), "primary"), Status::Fail);
+        assert_eq!(st(agents(&[("net2", "active")]), "backup"), Status::Warn);
+        assert_eq!(st(agents(&[("net1", "")]), "primary"), Status::Ok);
+        let mut down = agents(&ha);
+        down.agents = Err(Error::unknown("connection refused"));
+        assert_eq!(st(down, "primary"), Status::Unknown);
     }
 
     #[test]

@@ -843,22 +843,7 @@ fn router_handoff(
     ev.push(format!(
         "Neutron: router {} on {}",
         gw.router_id,
-        if agents.is_empty() {
-            "no L3 agent".to_string()
-        } else {
-            agents
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{} ({}{})",
-                        a.host,
-                        a.ha_state.as_deref().unwrap_or("not HA"),
-                        if a.alive { "" } else { ", agent dead" }
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+        crate::check::neutron::agents_text(agents)
     ));
     let active: Vec<&str> = agents
         .iter()

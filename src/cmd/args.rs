@@ -24,6 +24,52 @@ pub struct GlobalArgs {
     pub config: Option<PathBuf>,
 }
 
+/// Where the desired state comes from: `walk`, `routers`, `router`.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Where the desired state comes from: neutron (the API, through clouds.yaml or OS_*
+    /// credentials), host (this host's records), auto (Neutron when credentials are configured)
+    #[arg(long, value_enum, value_name = "SOURCE", default_value = "auto")]
+    pub source: SourceArg,
+    /// The clouds.yaml cloud to use [default: OS_CLOUD, the config's `cloud`, OS_* variables,
+    /// or the only cloud in clouds.yaml]
+    #[arg(long, value_name = "NAME")]
+    pub os_cloud: Option<String>,
+}
+
+/// `--source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceArg {
+    Auto,
+    Neutron,
+    Host,
+}
+
+impl SourceArgs {
+    /// `--source` and the credentials it needs (clouds.yaml / OS_* read here, once).
+    pub fn choose(&self, g: &GlobalArgs) -> Result<crate::port::source::Source> {
+        use crate::port::source::{Mode, Source};
+        let mode = match self.source {
+            SourceArg::Auto => Mode::Auto,
+            SourceArg::Neutron => Mode::Neutron,
+            SourceArg::Host => Mode::Host,
+        };
+        let cfg = Config::load(g.config.as_deref())?;
+        let loaded = if mode == Mode::Host {
+            Ok(None)
+        } else {
+            let env = crate::collect::openstack::clouds::Env::current();
+            let asked = self
+                .os_cloud
+                .clone()
+                .or_else(|| env.vars.get("OS_CLOUD").cloned().filter(|c| !c.is_empty()))
+                .or(cfg.cloud.clone());
+            crate::collect::openstack::clouds::load(&env, asked.as_deref())
+        };
+        Source::choose(mode, loaded, cfg.neutron_host.clone())
+    }
+}
+
 /// The port and where to read its host state: shared by `walk` and `plumb`.
 #[derive(Debug, Args)]
 pub struct PortArgs {

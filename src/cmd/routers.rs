@@ -54,6 +54,8 @@ pub struct RoutersArgs {
     /// FRR vty socket directory holding bgpd.vty (default: from the running bgpd's -N option)
     #[arg(long, value_name = "DIR")]
     pub frr_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: super::args::SourceArgs,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +89,7 @@ fn options(g: &GlobalArgs, a: &RoutersArgs, only: Option<String>) -> Result<Opti
     o.ovsdb = a.ovsdb.clone();
     o.dump = !a.no_dump;
     o.bgp = !a.no_bgp;
+    o.neutron = a.source.choose(g)?;
     o.bgp_overrides = crate::collect::bgp::Overrides {
         bird_socket: a.bird_socket.clone().or(cfg.bird_socket),
         frr_dir: a.frr_dir.clone().or(cfg.frr_dir),

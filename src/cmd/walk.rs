@@ -24,23 +24,8 @@ pub struct WalkArgs {
     /// vSwitch, else routed)
     #[arg(long, value_enum, value_name = "DESIGN")]
     pub design: Option<Design>,
-    /// Where the port's desired state comes from: neutron (the API, through clouds.yaml or
-    /// OS_* credentials), host (this host's records), auto (Neutron when credentials are
-    /// configured)
-    #[arg(long, value_enum, value_name = "SOURCE", default_value = "auto")]
-    pub source: SourceArg,
-    /// The clouds.yaml cloud to use [default: OS_CLOUD, the config's `cloud`, OS_* variables,
-    /// or the only cloud in clouds.yaml]
-    #[arg(long, value_name = "NAME")]
-    pub os_cloud: Option<String>,
-}
-
-/// `--source`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SourceArg {
-    Auto,
-    Neutron,
-    Host,
+    #[command(flatten)]
+    pub source: args::SourceArgs,
 }
 
 /// Which design's walk to run.
@@ -59,13 +44,13 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
         "reading the firewall rules and the routing daemons' control sockets",
     )])?;
     // On a gateway node a router id names its qrouter namespace: the router's walk.
-    let gw = gateway_options(g, &opts)?;
+    let src = a.source.choose(g)?;
+    let gw = gateway_options(g, &opts, &src)?;
     if matches!(opts.target, Target::PortId(_) | Target::PortPrefix(_)) {
         if let Some(r) = gateway::router_for(&opts.target, &gw) {
             return walk_router(g, &r, gw);
         }
     }
-    let src = source(g, a)?;
     if a.design != Some(Design::Routed) {
         let copts = compute::Options {
             target: opts.target.clone(),
@@ -136,29 +121,6 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
     Ok(output::exit_after("walk", res, report.exit_code))
 }
 
-/// `--source` and the credentials it needs (clouds.yaml / OS_* read here, once).
-fn source(g: &GlobalArgs, a: &WalkArgs) -> Result<crate::port::source::Source> {
-    use crate::port::source::{Mode, Source};
-    let mode = match a.source {
-        SourceArg::Auto => Mode::Auto,
-        SourceArg::Neutron => Mode::Neutron,
-        SourceArg::Host => Mode::Host,
-    };
-    let cfg = crate::config::Config::load(g.config.as_deref())?;
-    let loaded = if mode == Mode::Host {
-        Ok(None)
-    } else {
-        let env = crate::collect::openstack::clouds::Env::current();
-        let asked = a
-            .os_cloud
-            .clone()
-            .or_else(|| env.vars.get("OS_CLOUD").cloned().filter(|c| !c.is_empty()))
-            .or(cfg.cloud.clone());
-        crate::collect::openstack::clouds::load(&env, asked.as_deref())
-    };
-    Source::choose(mode, loaded, cfg.neutron_host.clone())
-}
-
 /// Render the walk of an Open vSwitch compute node's port.
 fn walk_compute(g: &GlobalArgs, w: &compute::Walked) -> Result<u8> {
     if let Some(path) = std::env::var_os("VMPATH_FACTS_OUT") {
@@ -196,12 +158,17 @@ fn walk_compute(g: &GlobalArgs, w: &compute::Walked) -> Result<u8> {
 }
 
 /// What `vmpath router ID` would read on this node, with the walk's timeout and sources.
-fn gateway_options(g: &GlobalArgs, opts: &walk::WalkOptions) -> Result<gateway::Options> {
+fn gateway_options(
+    g: &GlobalArgs,
+    opts: &walk::WalkOptions,
+    src: &crate::port::source::Source,
+) -> Result<gateway::Options> {
     let cfg = crate::config::Config::load(g.config.as_deref())?;
     let mut o = gateway::Options::new(opts.timeout);
     o.ha_confs = cfg.ha_confs.clone();
     o.expect_bgp = cfg.expects("bgp");
     o.trust = opts.sources.trust.clone();
+    o.neutron = src.clone();
     o.bgp_overrides = crate::collect::bgp::Overrides {
         bird_socket: opts.sources.bird_socket.clone(),
         frr_dir: opts.sources.frr_dir.clone(),

@@ -38,6 +38,14 @@ pub fn report(f: &Facts) -> RoutersReport {
             checks.extend(check::bgp::router_rows(sp, &names));
         }
         let views = router::views(&rf);
+        if let Some(n) = &f.neutron {
+            checks.push(check::neutron::router_check(
+                n,
+                &r.id,
+                &f.neutron_host,
+                &views,
+            ));
+        }
         if let Some(peer) = &f.peer {
             checks.push(router::peer_check(&r.id, &views, peer));
         }

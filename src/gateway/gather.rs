@@ -87,6 +87,14 @@ pub struct Facts {
     /// The config says this node must run a BGP speaker (`expect = ["bgp"]`).
     #[serde(default)]
     pub expect_bgp: bool,
+    /// Neutron's L3 agents of each router (`--source`, with credentials; at most
+    /// `MAX_ROUTERS_ASKED` routers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neutron: Option<crate::collect::openstack::RouterAgents>,
+    /// This node's name in Neutron (the agents' `host`): the config's `neutron_host`, else the
+    /// host name.
+    #[serde(default)]
+    pub neutron_host: String,
 }
 
 /// Neutron's ha_confs from its config (`state_path` in l3_agent.ini or neutron.conf, default
@@ -202,6 +210,13 @@ pub fn gather(opts: &Options) -> Result<Facts> {
         let ka = kas.iter().find(|k| Some(k.netns_inode) == ino).cloned();
         routers.push(read_router(id, ns, e.path.clone(), ka, ha_confs.as_deref()));
     }
+    // Neutron's view of the routers' agents, asked while the node is read.
+    let neutron = opts.neutron.cloud.clone().and_then(|c| {
+        (routers.len() <= crate::collect::openstack::MAX_ROUTERS_ASKED).then(|| {
+            let ids = routers.iter().map(|r| r.id.clone()).collect();
+            crate::collect::openstack::spawn_router_agents(c, ids, opts.timeout)
+        })
+    });
     // One process scan for the node's BGP speakers and its OVSDB servers.
     let procs = crate::collect::procs::ProcTable::scan().unwrap_or_default();
     // The node's BGP speakers, asked about every tenant prefix at once while keepalived is.
@@ -242,8 +257,11 @@ pub fn gather(opts: &Options) -> Result<Facts> {
             (s.socket.display().to_string(), answer)
         })
         .collect();
+    let host = crate::collect::hostname::hostname();
     Ok(Facts {
-        host: crate::collect::hostname::hostname(),
+        neutron: neutron.and_then(|h| h.join().ok()),
+        neutron_host: opts.neutron.host.clone().unwrap_or_else(|| host.clone()),
+        host,
         ha_confs,
         conntrack_max,
         routers,

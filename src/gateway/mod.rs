@@ -44,6 +44,8 @@ pub struct Options {
     pub expect_bgp: bool,
     /// Which daemons are trusted as sources of paths, sockets and signals.
     pub trust: crate::collect::trust::Policy,
+    /// Neutron (`--source`): the routers' L3 agents and their `ha_state`, against this node.
+    pub neutron: crate::port::source::Source,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +106,7 @@ impl Options {
             bgp_overrides: crate::collect::bgp::Overrides::default(),
             expect_bgp: false,
             trust: crate::collect::trust::Policy::default(),
+            neutron: crate::port::source::Source::default(),
         }
     }
 }

@@ -496,6 +496,92 @@ pub fn find(c: &Cloud, q: &neutron::PortQuery, timeout: Duration) -> Result<Vec<
     })
 }
 
+/// What Neutron says of the routers of a gateway node: each router's L3 agents (`ha_state` per
+/// host), for the `router.neutron` check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouterAgents {
+    pub cloud: String,
+    #[serde(default)]
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenSource>,
+    pub keystone_calls: u32,
+    pub api_calls: u32,
+    /// Per router id; an error for all when Keystone or Neutron could not be reached.
+    pub agents: Result<std::collections::BTreeMap<String, Result<Vec<neutron::L3Agent>>>>,
+    pub elapsed_ms: u64,
+}
+
+/// The most routers whose agents one run asks for (one call each, eight at a time).
+pub const MAX_ROUTERS_ASKED: usize = 64;
+
+/// Each router's L3 agents, on a thread of its own; join it for the answer.
+pub fn spawn_router_agents(
+    c: Cloud,
+    routers: Vec<String>,
+    timeout: Duration,
+) -> std::thread::JoinHandle<RouterAgents> {
+    use futures_util::StreamExt;
+    let cache = default_cache_dir();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let mut out = RouterAgents {
+            cloud: c.name.clone(),
+            endpoint: String::new(),
+            token: None,
+            keystone_calls: 0,
+            api_calls: 0,
+            agents: Ok(Default::default()),
+            elapsed_ms: 0,
+        };
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                out.agents = Err(Error::unknown(format!(
+                    "cannot start the async runtime: {e}"
+                )));
+                return out;
+            }
+        };
+        let work = async {
+            let s = Session::open(&c, timeout, cache.as_deref(), false).await?;
+            out.endpoint = s.endpoint.clone();
+            out.token = Some(s.token_source);
+            out.keystone_calls = u32::from(s.token_source == TokenSource::New);
+            let answers: Vec<(String, Result<Vec<neutron::L3Agent>>)> =
+                futures_util::stream::iter(routers.iter().take(MAX_ROUTERS_ASKED).cloned())
+                    .map(|r| {
+                        let s = &s;
+                        async move {
+                            let path = format!("/v2.0/routers/{}/l3-agents", path_segment(&r));
+                            let a = s.get(&path, &[]).await.map_err(Error::from).and_then(|b| {
+                                neutron::parse_list::<neutron::L3Agent>(&b, "agents")
+                            });
+                            (r, a)
+                        }
+                    })
+                    .buffer_unordered(8)
+                    .collect()
+                    .await;
+            out.api_calls = s.calls();
+            Ok::<_, Error>(answers.into_iter().collect())
+        };
+        let limit = timeout.saturating_mul(2);
+        out.agents = rt.block_on(async {
+            tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+                Err(Error::unknown(format!(
+                    "Keystone and Neutron did not answer within {limit:?}"
+                )))
+            })
+        });
+        out.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        out
+    })
+}
+
 /// [`lookup`] on a thread of its own (its own single-threaded runtime), so the host is read
 /// meanwhile; join it for the answer.
 pub fn spawn_lookup(

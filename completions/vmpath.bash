@@ -16,6 +16,9 @@ _vmpath() {
             ",$1")
                 cmd="vmpath"
                 ;;
+            vmpath,path)
+                cmd="vmpath__subcmd__path"
+                ;;
             vmpath,plumb)
                 cmd="vmpath__subcmd__plumb"
                 ;;
@@ -38,12 +41,54 @@ _vmpath() {
 
     case "${cmd}" in
         vmpath)
-            opts="-v -h -V --json --verbose --config --help --version walk probe plumb routers router"
+            opts="-v -h -V --json --verbose --config --help --version walk probe plumb routers router path"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vmpath__subcmd__path)
+            opts="-v -h -V --os-cloud --ssh-config --jump --remote-vmpath --timeout --host-timeout --json --verbose --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --os-cloud)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ssh-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jump)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-vmpath)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -34,6 +34,7 @@ complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "probe" -d 'Trace many
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "plumb" -d 'Repair one VM\'s drifted port on this hypervisor: plan, then --apply, verify, roll back'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "routers" -d 'On a gateway node: every HA router (qrouter namespace) at a glance'
 complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "router" -d 'On a gateway node: one HA router, every check with evidence and fix'
+complete -c vmpath -n "__fish_vmpath_needs_command" -f -a "path" -d 'The VM\'s whole path across hosts: from Neutron, its hypervisor and its router\'s gateways, each walked over SSH, in parallel'
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l timeout -d 'How long to wait for each daemon (BIRD, FRR, firewall tools): 2s, 500ms' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l mtu -d 'Expected network MTU (default: dnsmasq\'s MTU option)' -r
 complete -c vmpath -n "__fish_vmpath_using_subcommand walk" -l gateway -d 'Expected gateway address on the tap, ADDR/LEN; repeat for IPv4 and IPv6 (default: dnsmasq\'s router option, the other taps\' gateway address)' -r
@@ -134,3 +135,14 @@ complete -c vmpath -n "__fish_vmpath_using_subcommand router" -l json -d 'Print 
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vmpath -n "__fish_vmpath_using_subcommand router" -s V -l version -d 'Print version'
+complete -c vmpath -n "__fish_vmpath_using_subcommand path" -l os-cloud -d 'The clouds.yaml cloud to use [default: OS_CLOUD, the config\'s `cloud`, OS_* variables, or the only cloud in clouds.yaml]' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand path" -l ssh-config -d 'ssh\'s config file (`ssh -F`; default: the user\'s own ~/.ssh/config)' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand path" -l jump -d 'Reach the hosts through this jump host (`ssh -J`)' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand path" -l remote-vmpath -d 'The vmpath to run on the other hosts' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand path" -l timeout -d 'How long to wait for each Neutron call, and the remote walks\' --timeout: 2s' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand path" -l host-timeout -d 'How long to wait for each host (the SSH connection and its walk): 60s' -r
+complete -c vmpath -n "__fish_vmpath_using_subcommand path" -l config -d 'Config file [default: /etc/vmpath/config.toml, if present]' -r -F
+complete -c vmpath -n "__fish_vmpath_using_subcommand path" -l json -d 'Print one JSON document instead of a table (shape documented in README.md)'
+complete -c vmpath -n "__fish_vmpath_using_subcommand path" -s v -l verbose -d 'Show the evidence of every check, not only of those that are not ok'
+complete -c vmpath -n "__fish_vmpath_using_subcommand path" -s h -l help -d 'Print help'
+complete -c vmpath -n "__fish_vmpath_using_subcommand path" -s V -l version -d 'Print version'

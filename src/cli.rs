@@ -54,6 +54,10 @@ pub enum Command {
     /// On a gateway node: one HA router, every check with evidence and fix
     #[command(after_help = EXIT_CODES_HELP, after_long_help = routers_long_help())]
     Router(crate::cmd::routers::RouterArgs),
+    /// The VM's whole path across hosts: from Neutron, its hypervisor and its router's
+    /// gateways, each walked over SSH, in parallel
+    #[command(after_help = EXIT_CODES_HELP)]
+    Path(crate::cmd::path::PathArgs),
 }
 
 fn routers_long_help() -> String {
@@ -104,6 +108,7 @@ pub fn main() -> ExitCode {
     let g = &cli.global;
     let (name, result) = match &cli.command {
         Command::Walk(a) => ("walk", crate::cmd::walk::exec(g, a)),
+        Command::Path(a) => ("path", crate::cmd::path::exec(g, a)),
         Command::Probe(a) => ("probe", crate::cmd::probe::exec(g, a)),
         Command::Plumb(a) => ("plumb", crate::cmd::plumb::exec(g, a)),
         Command::Routers(a) => ("routers", crate::cmd::routers::exec_routers(g, a)),

@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod model;
 pub mod output;
+pub mod path;
 pub mod plumb;
 pub mod port;
 pub mod probe;

@@ -280,7 +280,8 @@ fn no_import_cycle_between_top_level_modules_or_within_collect_and_check() {
     let top = graph_at(&e, |m| (!m.is_empty()).then(|| at_depth(m, 1)));
     assert_eq!(cycle(&top), None, "a cycle between top-level modules");
     for area in [
-        "collect", "check", "cmd", "port", "walk", "compute", "gateway", "plumb", "probe", "output",
+        "collect", "check", "cmd", "port", "walk", "compute", "gateway", "plumb", "probe",
+        "output", "path",
     ] {
         let g = graph_at(&e, |m| {
             (m.split("::").next() == Some(area) && m.contains("::")).then(|| at_depth(m, 2))
@@ -308,6 +309,8 @@ fn data_flows_one_way() {
             &["check", "collect", "port", "error", "model"][..],
         ),
         ("probe", &["collect", "error", "model"][..]),
+        // The whole path: Neutron's records (collect), vmpath over SSH on each host.
+        ("path", &["check", "collect", "port", "error", "model"][..]),
         (
             "plumb",
             &["walk", "check", "collect", "port", "error", "model"][..],
@@ -324,7 +327,7 @@ fn data_flows_one_way() {
         (
             "cmd",
             &[
-                "walk", "compute", "gateway", "plumb", "probe", "check", "collect", "port",
+                "walk", "compute", "gateway", "plumb", "probe", "path", "check", "collect", "port",
                 "output", "config", "error", "model",
             ][..],
         ),

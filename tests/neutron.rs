@@ -801,6 +801,116 @@ fn neutron_source(lab: &Lab) {
     }
     eprintln!("neutron source: router.neutron agrees on both gateways");
 
+    // The whole path, from ctl: Neutron names hv1 and the router's two gateways; vmpath runs
+    // there over SSH (real sshd in each host, a key made here, BatchMode), all at once.
+    let sshd = lab.dir.join("ssh-client");
+    std::fs::create_dir_all(&sshd).expect("ssh dir");
+    let key = sshd.join("id_ed25519");
+    let _ = std::fs::remove_file(&key);
+    let _ = std::fs::remove_file(sshd.join("id_ed25519.pub"));
+    let kg = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "vmpath-test", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen");
+    assert!(kg.status.success(), "ssh-keygen: {kg:?}");
+    let pubkey = std::fs::read_to_string(sshd.join("id_ed25519.pub")).expect("pub key");
+    std::fs::write(lab.s("/hosts/hv1/ssh/authorized_keys"), &pubkey).expect("authorized_keys");
+    let mut cfg = String::new();
+    for h in ["hv1", "net1", "net2"] {
+        cfg.push_str(&format!(
+            "Host {h}\n  HostName {}\n",
+            lab.s(&format!("/hosts/{h}/ssh/address"))
+        ));
+    }
+    cfg.push_str(&format!(
+        "Host *\n  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking accept-new\n",
+        key.display(),
+        sshd.join("known_hosts").display()
+    ));
+    let cfg_file = sshd.join("config");
+    std::fs::write(&cfg_file, cfg).expect("ssh config");
+    let cfg_s = cfg_file.display().to_string();
+    let path_args = [
+        "path",
+        port.as_str(),
+        "--ssh-config",
+        cfg_s.as_str(),
+        "--remote-vmpath",
+        VMPATH,
+    ];
+    let t = Instant::now();
+    let (code, doc, all) = lab.vmpath_env("ctl", &env("nlab"), &path_args);
+    no_secret(&all, "path");
+    assert_eq!(code, 0, "path: {doc:#}");
+    assert_eq!(doc["design"], "overlay", "{doc:#}");
+    let hops: Vec<(String, String, String)> = doc["hops"]
+        .as_array()
+        .expect("hops")
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap_or("").to_string(),
+                h["role"].as_str().unwrap_or("").to_string(),
+                h["verdict"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let standby = if primary == "net1" { "net2" } else { "net1" };
+    assert_eq!(
+        hops,
+        vec![
+            (
+                "hv1".to_string(),
+                "hypervisor".to_string(),
+                "ok".to_string()
+            ),
+            (
+                primary.clone(),
+                "primary gateway".to_string(),
+                "ok".to_string()
+            ),
+            (
+                standby.to_string(),
+                "standby gateway".to_string(),
+                "ok".to_string()
+            ),
+        ],
+        "{doc:#}"
+    );
+    eprintln!("neutron source: path over SSH: hv1, {primary} (primary), {standby} (standby) all ok in {:.1} s", t.elapsed().as_secs_f64());
+    // The standby's sshd not answering: a partial path, that hop unknown with the reason.
+    let sshd_pid = lab.info["hosts"][standby]["daemons"]["sshd"]
+        .as_i64()
+        .expect("sshd pid") as i32;
+    let cmdline = std::fs::read(format!("/proc/{sshd_pid}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("sshd"),
+        "pid {sshd_pid} is not sshd"
+    );
+    {
+        // SAFETY: kill(2) with the recorded PID of the lab's sshd on the standby, checked above.
+        assert_eq!(unsafe { libc::kill(sshd_pid, libc::SIGSTOP) }, 0);
+        let _resume = Resume(sshd_pid);
+        let mut args = path_args.to_vec();
+        args.extend(["--host-timeout", "5s"]);
+        let t = Instant::now();
+        let (code, doc, _) = lab.vmpath_env("ctl", &env("nlab"), &args);
+        let took = t.elapsed();
+        assert_eq!(code, 3, "path with {standby}'s sshd stopped: {doc:#}");
+        let h = doc["hops"]
+            .as_array()
+            .and_then(|v| v.iter().find(|h| h["host"] == standby))
+            .expect("standby hop");
+        assert_eq!(h["verdict"], "unknown", "{doc:#}");
+        assert!(
+            h["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{doc:#}"
+        );
+        assert!(took < Duration::from_secs(15), "path took {took:?}");
+        eprintln!("neutron source: path with {standby}'s sshd stopped: exit 3 in {:.1} s, the other hops shown", took.as_secs_f64());
+    }
+
     // On a host that does not have the port (the gateway net2), Neutron says where it is bound.
     for t in [port.as_str(), lab.s("/vm/vm_uuid").as_str()] {
         let (code, doc, _) = lab.vmpath_env("net2", &env("nlab"), &["walk", t]);

@@ -16,6 +16,10 @@ use crate::port::Sourced;
 /// Every check id the compute-node walk can emit, in path order, with its meaning (README.md,
 /// `vmpath walk --help`).
 pub const OVS_CATALOGUE: &[(&str, &str)] = &[
+    (
+        "neutron.port",
+        "with Neutron as the source: Neutron has the port, binds it to this host, the binding worked, it is up with the MAC plugged here",
+    ),
     ("vif.tap", "the VM's tap exists and is up (carrier: the VM is attached)"),
     (
         "vif.chain",
@@ -71,7 +75,7 @@ pub const OVS_CATALOGUE: &[(&str, &str)] = &[
     ),
     (
         "path.next",
-        "where the path goes next: the VTEPs behind the network's other MACs, and the command to run there",
+        "where the path goes next: with Neutron, the router's primary gateway (where the packet to the router's MAC goes) and `vmpath router ID` to run there; else the VTEPs behind the network's other MACs",
     ),
 ];
 

@@ -23,6 +23,7 @@ pub const ROUTER_CATALOGUE: &[(&str, &str)] = &[
     ("router.adverts", "VRRP advertisements heard on ha- for 3 advert intervals: a backup hears a primary, a primary hears no other router with its VRID"),
     ("router.dad", "on the primary: a duplicate-address ARP probe for the gateway address from qr- gets no answer from another MAC"),
     ("router.peer", "with --peer: exactly one of the two gateways is primary"),
+    ("router.neutron", "with Neutron as the source: the router's L3 agents (ha_state per host) agree with this node"),
     ("router.mtu", "the router's qr- MTU is not above the node's VXLAN MTU (bigger packets are lost in the tunnel)"),
     ("router.mtu_peer", "each router interface (qr-, qg-, ha-) that is a veth has the MTU of its end on the node (Neutron's ovs_use_veth: tap<port>); a mismatch drops the bigger packets at the veth"),
     ("mtu.vxlan", "per tunnel (kernel VXLAN device, OVS tunnel port): the largest frame that can enter it (its bridge's other ports, or its own MTU) + 50 (IPv4 underlay) / 70 (IPv6) fits the underlay MTU on the route to its remote"),

@@ -17,6 +17,17 @@ pub struct Ran {
     pub stderr: Vec<u8>,
 }
 
+/// `word` as one POSIX shell word: as it is when it holds only characters no shell treats
+/// specially, else single-quoted (a `'` inside written as `'\''`).
+pub fn sh(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// The command as shown in messages: the program's base name and its arguments.
 pub fn display_cmd(argv: &[String]) -> String {
     let mut v: Vec<String> = argv.to_vec();

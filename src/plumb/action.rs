@@ -308,16 +308,7 @@ impl Action {
     }
 }
 
-/// `word` as one POSIX shell word: as it is when it holds only characters no shell treats
-/// specially, else single-quoted (a `'` inside written as `'\''`).
-pub fn sh(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
+pub use crate::collect::child::sh;
 
 /// The command that prints exactly `content`: `printf '%s\n'` with one quoted word per line
 /// (every line of a host file ends in a newline), else `printf '%s'` with the whole.

@@ -95,7 +95,9 @@ for kv in os.environ["NLAB_HOSTS_PIDS"].split():
     if name != "ctl":
         i = {"net1": 11, "net2": 12, "hv1": 21}[name]
         sp = f"{d}/hosts/{name}/state"
-        h.update({"state_path": sp, "mgmt_ip": f"192.0.2.{i}", "local_ip": f"198.51.100.{i}",
+        h.update({"state_path": sp, "mgmt_ip": f"192.0.2.{i}",
+                  "ssh": {"address": f"192.0.2.{i}", "port": 22,
+                          "authorized_keys": f"{d}/ssh/authorized_keys"}, "local_ip": f"198.51.100.{i}",
                   "tunnel_bridge": "br-phy", "underlay_if": "eth1", "external_if": "eth2",
                   "ovsdb_socket": "/run/openvswitch/db.sock",
                   "agents": ["neutron-openvswitch-agent"]})

@@ -116,3 +116,34 @@ agent_start() {
 # ovs_agent_ready HOST: the OVS agent made br-int and br-tun and put its tunnel flows in.
 ovs_agent_ready() { on "$1" ovs-ofctl dump-flows br-tun 2>/dev/null | grep -q 'table=22'; }
 br_int_exists() { on "$1" ovs-vsctl --timeout=5 br-exists br-int; }
+
+# sshd_start HOST: a real OpenSSH server on HOST's management address (192.0.2.N:22), for
+# `vmpath path` (tests/neutron.rs): the lab's own host key, root's key only from
+# DIR/ssh/authorized_keys (the test writes its key there), no passwords. StrictModes is off
+# because DIR is under /tmp (world-writable): a lab-only setting.
+sshd_start() {
+    local h=$1 i d=$DIR/ssh
+    i=$(host_index "$h")
+    mkdir -p "$d"
+    chmod 700 "$d"
+    [[ -e $d/host_ed25519 ]] || ssh-keygen -q -t ed25519 -N '' -C nlab-host -f "$d/host_ed25519"
+    touch "$d/authorized_keys"
+    chmod 600 "$d/authorized_keys"
+    cat >"$d/sshd_config-$h" <<EOF2
+ListenAddress 192.0.2.$i
+Port 22
+HostKey $d/host_ed25519
+PidFile none
+AuthorizedKeysFile $d/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+X11Forwarding no
+AllowTcpForwarding no
+EOF2
+    on "$h" mkdir -p /run/sshd
+    spawn sshd "$h" /usr/sbin/sshd -D -e -f "$d/sshd_config-$h"
+    poll 10 on "$h" bash -c "(exec 3<>/dev/tcp/192.0.2.$i/22)" || die "$h: sshd did not listen (see $DIR/logs/$h.sshd.out)"
+}

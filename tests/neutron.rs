@@ -603,6 +603,14 @@ fn real_neutron_agents_compute_node_and_gateways() {
     assert!(t0.elapsed() < BUDGET, "the test took {:?}", t0.elapsed());
 }
 
+/// The VM port's OpenFlow port number, from a walk.
+fn doc_ofport(lab: &Lab, port: &str, env: &[(String, String)]) -> u64 {
+    let (_, doc, _) = lab.vmpath_env("hv1", env, &["walk", port]);
+    doc["port"]["ofport"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no ofport: {doc:#}"))
+}
+
 /// The Keystone POSTs of /v3/auth/tokens from hv1 so far (Keystone's access log).
 fn keystone_auths(lab: &Lab) -> usize {
     std::fs::read_to_string(lab.dir.join("logs/keystone-access.log"))
@@ -777,6 +785,92 @@ fn neutron_source(lab: &Lab) {
         "{doc:#}"
     );
     eprintln!("neutron source: application credential and token (OS_*) auth: all ok");
+
+    // Neutron's security groups against the OVS firewall (sg.neutron): a rule added through the
+    // API is enforced; its flow deleted on hv1 (a rule Neutron has, missing on the host) is a
+    // failure; a flow letting in a port no rule allows is a warning.
+    let rule = lab.api(&["sg-rule", &port, "tcp", "22", "198.51.100.0/24"]);
+    let ofport = doc_ofport(lab, &port, &env("nlab"));
+    let rule_flow = format!("table=82,tcp,reg5={ofport:#x},nw_src=198.51.100.0/24,tp_dst=22");
+    let t = Instant::now();
+    while !lab
+        .sh("hv1", &["ovs-ofctl", "dump-flows", "br-int", &rule_flow])
+        .contains("tp_dst=22")
+        && t.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (code, doc, _) = lab.vmpath_env("hv1", &env("nlab"), &["walk", &port]);
+    assert_eq!(code, 0, "with the tcp/22 rule: {doc:#}");
+    let c = check(&doc, "sg.neutron");
+    assert!(
+        c["evidence"].to_string().contains(&rule)
+            && c["summary"].as_str().unwrap_or("").contains("2 traced"),
+        "{c:#}"
+    );
+    lab.sh("hv1", &["ovs-ofctl", "del-flows", "br-int", &rule_flow]);
+    let (code, doc, _) = lab.vmpath_env("hv1", &env("nlab"), &["walk", &port]);
+    assert_eq!(code, 2, "rule flow deleted: {doc:#}");
+    assert_eq!(
+        not_ok(&doc),
+        BTreeSet::from(["sg.neutron".to_string()]),
+        "{doc:#}"
+    );
+    assert!(
+        check(&doc, "sg.neutron")["summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&rule),
+        "{doc:#}"
+    );
+    eprintln!("fault sg-rule-missing-on-host: detected by sg.neutron only");
+    // The rule removed through the API: the agent rebuilds the port's firewall (bounded wait for
+    // an all-ok walk); then a flow letting in tcp/4444, which no rule allows.
+    lab.api(&["delete-sg-rule", &rule]);
+    let all_ok = |what: &str| {
+        let t = Instant::now();
+        loop {
+            let (code, doc, _) = lab.vmpath_env("hv1", &env("nlab"), &["walk", &port]);
+            if code == 0 {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{what}: no all-ok walk within 60 s: {doc:#}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    };
+    all_ok("after removing the rule");
+    let open = format!("table=82,priority=90,ct_state=+new-est,tcp,reg5={ofport:#x},tp_dst=4444");
+    lab.sh(
+        "hv1",
+        &[
+            "ovs-ofctl",
+            "add-flow",
+            "br-int",
+            &format!(
+                "{open},actions=ct(commit,zone=NXM_NX_REG6[0..15]),output:{ofport},resubmit(,92)"
+            ),
+        ],
+    );
+    let (code, doc, _) = lab.vmpath_env("hv1", &env("nlab"), &["walk", &port]);
+    lab.sh(
+        "hv1",
+        &["ovs-ofctl", "--strict", "del-flows", "br-int", &open],
+    );
+    assert_eq!(
+        not_ok(&doc),
+        BTreeSet::from(["sg.neutron".to_string()]),
+        "{doc:#}"
+    );
+    assert_eq!(
+        (code, check(&doc, "sg.neutron")["status"].as_str()),
+        (1, Some("warn")),
+        "{doc:#}"
+    );
+    eprintln!("fault sg-extra-on-host: sg.neutron warns (and only it)");
+    all_ok("after removing the extra flow");
 
     // The gateways: Neutron's L3 agents (ha_state per host) agree with each node's keepalived,
     // state file and addresses.

@@ -190,6 +190,252 @@ pub fn port_check(
     .evidence(format!("{show} (cloud '{}')", n.cloud))
 }
 
+/// The source address of a probe inside a rule's remote prefix: the prefix's address for a
+/// host prefix, else one past it, and a documentation address for "anywhere".
+fn probe_source(prefix: Option<&str>) -> Option<std::net::IpAddr> {
+    let any: std::net::IpAddr = "203.0.113.50".parse().ok()?;
+    let Some(p) = prefix else { return Some(any) };
+    let (a, len) = p.split_once('/').unwrap_or((p, "32"));
+    let a: std::net::Ipv4Addr = a.parse().ok()?;
+    let len: u32 = len.parse().ok()?;
+    if len == 0 {
+        return Some(any);
+    }
+    if len >= 31 {
+        return Some(a.into());
+    }
+    Some(std::net::Ipv4Addr::from(u32::from(a).checked_add(1)?).into())
+}
+
+/// A rule as an operator reads it: `ingress tcp/22 from 0.0.0.0/0`.
+pub fn rule_text(r: &crate::collect::openstack::neutron::SgRule) -> String {
+    let proto = r.protocol.as_deref().unwrap_or("any");
+    let ports = match (r.port_range_min, r.port_range_max) {
+        (Some(a), Some(b)) if a != b && proto != "icmp" => format!("/{a}-{b}"),
+        (Some(a), _) if proto != "icmp" => format!("/{a}"),
+        _ => String::new(),
+    };
+    let from = match (
+        &r.remote_ip_prefix,
+        &r.remote_group_id,
+        &r.remote_address_group_id,
+    ) {
+        (Some(p), _, _) => p.clone(),
+        (None, Some(g), _) => format!("group {g}"),
+        (None, None, Some(g)) => format!("address group {g}"),
+        _ => "anywhere".into(),
+    };
+    format!(
+        "{} {} {proto}{ports} {} {from}",
+        r.direction,
+        r.ethertype,
+        if r.direction == "ingress" {
+            "from"
+        } else {
+            "to"
+        }
+    )
+}
+
+/// The connections to trace into the VM for `sg.neutron`: one per IPv4 ingress rule that names
+/// a prefix (or anywhere) and tcp, udp, icmp or any protocol (at most 16), and one to a TCP port
+/// no ingress rule allows. Rules from remote groups are not traced (their members are other
+/// ports).
+pub fn sg_probes(rec: &PortRecords) -> Vec<crate::check::ovsflow::SgProbe> {
+    use crate::check::ovsflow::SgProbe;
+    if rec.port.port_security_enabled == Some(false) {
+        return Vec::new();
+    }
+    let Some(Ok(rules)) = &rec.sg_rules else {
+        return Vec::new();
+    };
+    let ingress: Vec<_> = rules
+        .iter()
+        .filter(|r| r.direction == "ingress" && r.ethertype != "IPv6")
+        .collect();
+    let mut out = Vec::new();
+    for r in ingress
+        .iter()
+        .filter(|r| r.remote_group_id.is_none() && r.remote_address_group_id.is_none())
+        .take(16)
+    {
+        let proto = r.protocol.as_deref().unwrap_or("tcp").to_ascii_lowercase();
+        let proto = match proto.as_str() {
+            "6" => "tcp".to_string(),
+            "17" => "udp".to_string(),
+            "1" => "icmp".to_string(),
+            p => p.to_string(),
+        };
+        if !["tcp", "udp", "icmp"].contains(&proto.as_str()) {
+            continue;
+        }
+        let Some(src) = probe_source(r.remote_ip_prefix.as_deref()) else {
+            continue;
+        };
+        let port = (proto != "icmp").then(|| {
+            r.port_range_min
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(5000)
+        });
+        out.push(SgProbe {
+            name: r.id.clone(),
+            protocol: proto,
+            port,
+            src,
+        });
+    }
+    // A TCP port no ingress rule opens (from anywhere: remote groups' members are ports).
+    let opens = |port: u32| {
+        ingress.iter().any(|r| {
+            let p = r.protocol.as_deref().unwrap_or("any");
+            (p == "any" || p == "tcp" || p == "6")
+                && r.remote_group_id.is_none()
+                && r.remote_address_group_id.is_none()
+                && match (r.port_range_min, r.port_range_max) {
+                    (None, _) => true,
+                    (Some(a), b) => a <= port && port <= b.unwrap_or(a),
+                }
+        })
+    };
+    if let Some(port) = [4444u16, 2323, 6001, 7777, 31337]
+        .into_iter()
+        .find(|p| !opens(u32::from(*p)))
+    {
+        if let Some(src) = probe_source(None) {
+            out.push(SgProbe {
+                name: "unlisted".into(),
+                protocol: "tcp".into(),
+                port: Some(port),
+                src,
+            });
+        }
+    }
+    out
+}
+
+/// `sg.neutron`: the port's security groups as Neutron has them, against what this host's OVS
+/// firewall does — each traced ingress rule lets its connection in (fail: a rule Neutron has is
+/// not enforced, so connections it allows are dropped), and a connection no rule allows is
+/// dropped (warn: the host lets in more than the groups allow).
+pub fn sg_check(
+    rec: &PortRecords,
+    vif: &crate::port::vif::Vif,
+    sw: &crate::check::ovsflow::Switch,
+) -> Check {
+    use crate::collect::ovsctl::trace::Outcome;
+    let id = "sg.neutron";
+    if rec.port.port_security_enabled == Some(false) {
+        return Check::ok(
+            id,
+            "not used here: port security is off for the port in Neutron",
+        );
+    }
+    let rules = match &rec.sg_rules {
+        None => {
+            return Check::ok(
+                id,
+                "not used here: the port has no security group in Neutron",
+            )
+        }
+        Some(Err(e)) => {
+            return Check::unknown(id, format!("Neutron did not list the groups' rules: {e}")).fix(
+                format!(
+                    "openstack security group rule list {}",
+                    rec.port.security_groups.join(" ")
+                ),
+            )
+        }
+        Some(Ok(r)) => r,
+    };
+    let probes = sg_probes(rec);
+    let mut ev: Vec<String> = Vec::new();
+    let (mut missing, mut extra, mut unclear, mut fine) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for p in &probes {
+        let what = match rules.iter().find(|r| r.id == p.name) {
+            Some(r) => format!("rule {} ({})", r.id, rule_text(r)),
+            None => format!(
+                "{}/{} from {}, which no rule allows",
+                p.protocol,
+                p.port.unwrap_or(0),
+                p.src
+            ),
+        };
+        let name = format!("sg:{}", p.name);
+        let Some((ask, answer)) = sw.traces.iter().find(|(a, _)| a.name == name) else {
+            unclear.push(what.clone());
+            ev.push(format!("{what}: not traced"));
+            continue;
+        };
+        let verdict = match answer {
+            Ok(t) => t.verdict(),
+            Err(e) => {
+                unclear.push(what.clone());
+                ev.push(format!("{what}: the trace was not answered: {e}"));
+                continue;
+            }
+        };
+        let reached = matches!(&verdict, Outcome::Port { ports } if ports.iter().any(|x| x == &vif.ovs_iface));
+        let dropped = matches!(verdict, Outcome::Dropped { .. });
+        let line = format!(
+            "{what}: traced from {} → {}  ({})",
+            p.src,
+            if reached {
+                "reaches the VM"
+            } else if dropped {
+                "dropped"
+            } else {
+                "goes elsewhere"
+            },
+            ask.command()
+        );
+        ev.push(line);
+        match (p.name == "unlisted", reached, dropped) {
+            (false, true, _) | (true, false, true) => fine += 1,
+            (false, false, true) => missing.push(what),
+            (true, true, _) => extra.push(what),
+            _ => unclear.push(what),
+        }
+    }
+    let skipped = rules
+        .iter()
+        .filter(|r| r.direction == "ingress" && !probes.iter().any(|p| p.name == r.id))
+        .count();
+    if skipped > 0 {
+        ev.push(format!(
+            "{skipped} ingress rule(s) not traced (remote groups, IPv6 or other protocols)"
+        ));
+    }
+    let groups = rec.port.security_groups.join(", ");
+    if !missing.is_empty() {
+        return Check::fail(
+            id,
+            format!("Neutron's {} not enforced on this host: connections the security groups allow are dropped", missing.join("; ")),
+        )
+        .evidences(ev)
+        .fix(format!("restart the OVS agent on this host (it rebuilds the port's firewall flows from the groups {groups}); `ovs-ofctl dump-flows {} table=82`", vif.bridge));
+    }
+    if !extra.is_empty() {
+        return Check::warn(
+            id,
+            format!("this host lets in {}: the port's firewall is more open than its security groups", extra.join("; ")),
+        )
+        .evidences(ev)
+        .fix(format!("compare `ovs-ofctl dump-flows {} table=82` with the groups' rules (openstack security group rule list {groups}); restart the OVS agent to rebuild them", vif.bridge));
+    }
+    if !unclear.is_empty() {
+        return Check::unknown(id, format!("not judged: {}", unclear.join("; ")))
+            .evidences(ev)
+            .fix("see flow.ingress; run the walk again");
+    }
+    Check::ok(
+        id,
+        format!(
+            "the OVS firewall enforces the security groups as Neutron has them ({fine} traced connection(s) as the rules say)"
+        ),
+    )
+    .evidences(ev)
+}
+
 /// A router's L3 agents as evidence: `net1 (active), net2 (standby, agent dead)`.
 pub fn agents_text(agents: &[crate::collect::openstack::neutron::L3Agent]) -> String {
     if agents.is_empty() {
@@ -353,6 +599,7 @@ mod tests {
                 gateways: None,
                 l3_agents: None,
                 vteps: None,
+                sg_rules: None,
             }]),
             cache_note: None,
             elapsed_ms: 1,
@@ -418,6 +665,77 @@ mod tests {
         let mut down = agents(&ha);
         down.agents = Err(Error::unknown("connection refused"));
         assert_eq!(st(down, "primary"), Status::Unknown);
+    }
+
+    #[test]
+    fn probes_follow_the_ingress_rules() {
+        use crate::collect::openstack::neutron::SgRule;
+        let rule = |id: &str,
+                    proto: Option<&str>,
+                    port: Option<u32>,
+                    prefix: Option<&str>,
+                    group: Option<&str>| SgRule {
+            id: id.into(),
+            security_group_id: "g".into(),
+            direction: "ingress".into(),
+            ethertype: "IPv4".into(),
+            protocol: proto.map(String::from),
+            port_range_min: port,
+            port_range_max: port,
+            remote_ip_prefix: prefix.map(String::from),
+            remote_group_id: group.map(String::from),
+            remote_address_group_id: None,
+        };
+        let mut n = facts(port("hv1", "ovs"));
+        let rec = &mut n.ports.as_mut().unwrap()[0];
+        rec.sg_rules = Some(Ok(vec![
+            rule("ssh", Some("tcp"), Some(22), Some("198.51.100.0/24"), None),
+            rule("ping", Some("icmp"), None, None, None),
+            rule("peers", None, None, None, Some("g")),
+            rule("web", Some("tcp"), Some(4444), Some("192.0.2.7/32"), None),
+        ]));
+        let p = sg_probes(rec);
+        let got: Vec<(String, String, Option<u16>, String)> = p
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    p.protocol.clone(),
+                    p.port,
+                    p.src.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ssh".into(), "tcp".into(), Some(22), "198.51.100.1".into()),
+                ("ping".into(), "icmp".into(), None, "203.0.113.50".into()),
+                ("web".into(), "tcp".into(), Some(4444), "192.0.2.7".into()),
+                // 4444 is opened by "web": the next free port.
+                (
+                    "unlisted".into(),
+                    "tcp".into(),
+                    Some(2323),
+                    "203.0.113.50".into()
+                ),
+            ]
+        );
+        assert_eq!(
+            rule_text(&rule(
+                "ssh",
+                Some("tcp"),
+                Some(22),
+                Some("198.51.100.0/24"),
+                None
+            )),
+            "ingress IPv4 tcp/22 from 198.51.100.0/24"
+        );
+        // An "allow all tcp" rule leaves no unlisted port; port security off: no probe at all.
+        rec.sg_rules = Some(Ok(vec![rule("all", Some("tcp"), None, None, None)]));
+        assert!(sg_probes(rec).iter().all(|p| p.name != "unlisted"));
+        rec.port.port_security_enabled = Some(false);
+        assert!(sg_probes(rec).is_empty());
     }
 
     #[test]

@@ -193,6 +193,7 @@ pub fn plan(
     net: &HostNet,
     sw_flows: &Switch,
     dst: Option<(&str, IpAddr)>,
+    probes: &[SgProbe],
 ) -> Vec<TraceAsk> {
     let Some(i) = vif.iface(db) else {
         return Vec::new();
@@ -226,35 +227,74 @@ pub fn plan(
     let reply = format!(
         "dl_src={dst_mac},dl_dst={mac},tcp,nw_src={dst_ip},nw_dst={src},nw_ttl=63,tp_src=443,tp_dst=33000"
     );
-    if let (Some(b), Some(t)) = (&tb, ingress_tunnel(vif, db, net, br_tun, vlan)) {
-        let vni = expected_vni(i, br_tun);
+    let Some((bridge, entry)) = ingress_entry(vif, db, net, br_tun, tb.as_deref(), vlan) else {
+        return out;
+    };
+    out.push(TraceAsk {
+        name: "ingress".into(),
+        bridge: bridge.clone(),
+        flow: format!("{entry},{reply}"),
+        options: vec!["--ct-next".into(), "trk,est,rpl".into(), "--names".into()],
+    });
+    // New connections to the VM that its security groups' rules name (and one none allows):
+    // each traced as arriving from the network, as a first packet (`trk,new`).
+    for p in probes {
+        let l4 = match p.protocol.as_str() {
+            "icmp" => "icmp,icmp_type=8,icmp_code=0".to_string(),
+            proto => format!("{proto},tp_src=40000,tp_dst={}", p.port.unwrap_or(1)),
+        };
+        out.push(TraceAsk {
+            name: format!("sg:{}", p.name),
+            bridge: bridge.clone(),
+            flow: format!(
+                "{entry},dl_src={dst_mac},dl_dst={mac},{l4},nw_src={},nw_dst={src},nw_ttl=63",
+                p.src
+            ),
+            options: vec!["--ct-next".into(), "trk,new".into(), "--names".into()],
+        });
+    }
+    out
+}
+
+/// Where a packet from the network enters this host's flows for the port: the tunnel bridge's
+/// tunnel port (with the network's VNI and the tunnel's addresses), else a kernel tunnel
+/// device in the VM's bridge. The bridge and the flow's first fields.
+fn ingress_entry(
+    vif: &Vif,
+    db: &OvsDb,
+    net: &HostNet,
+    br_tun: Option<&[Flow]>,
+    tb: Option<&str>,
+    vlan: Option<u16>,
+) -> Option<(String, String)> {
+    let i = vif.iface(db)?;
+    if let (Some(b), Some(t)) = (tb, ingress_tunnel(vif, db, net, br_tun, vlan)) {
         let mut flow = format!("in_port={}", t.name);
-        if let Some(v) = vni {
+        if let Some(v) = expected_vni(i, br_tun) {
             flow.push_str(&format!(",tun_id={v:#x}"));
         }
         if let (Some(r), Some(l)) = (&t.remote_ip, &t.local_ip) {
             flow.push_str(&format!(",tun_src={r},tun_dst={l}"));
         }
-        out.push(TraceAsk {
-            name: "ingress".into(),
-            bridge: b.clone(),
-            flow: format!("{flow},{reply}"),
-            options: vec!["--ct-next".into(), "trk,est,rpl".into(), "--names".into()],
-        });
-    } else if let Some(k) = tunnels_for(vif, db, net)
+        return Some((b.to_string(), flow));
+    }
+    // A kernel tunnel device in the VM's bridge: the packet arrives on it.
+    tunnels_for(vif, db, net)
         .into_iter()
         .find(|t| !is_tunnel(&t.kind) && t.in_bridge.as_deref() == Some(vif.bridge.as_str()))
-    {
-        // A kernel tunnel device in the VM's bridge: the reply arrives on it, tagged as the
-        // port's VLAN when the device is an access port of that VLAN.
-        out.push(TraceAsk {
-            name: "ingress".into(),
-            bridge: vif.bridge.clone(),
-            flow: format!("in_port={},{reply}", k.name),
-            options: vec!["--ct-next".into(), "trk,est,rpl".into(), "--names".into()],
-        });
-    }
-    out
+        .map(|k| (vif.bridge.clone(), format!("in_port={}", k.name)))
+}
+
+/// A new connection to trace into the VM for the security-group comparison (`sg.neutron`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SgProbe {
+    /// The rule's id, or `unlisted` for the port no rule allows.
+    pub name: String,
+    /// `tcp`, `udp` or `icmp`.
+    pub protocol: String,
+    pub port: Option<u16>,
+    /// The source address (inside the rule's remote prefix).
+    pub src: IpAddr,
 }
 
 fn trace_of<'a>(sw: &'a Switch, name: &str) -> Option<(&'a TraceAsk, &'a Result<Trace>)> {

@@ -208,6 +208,7 @@ impl Gathering {
         vif: &Vif,
         net: &HostNet,
         dst: Option<(&str, std::net::IpAddr)>,
+        probes: &[ovsflow::SgProbe],
     ) -> Result<Switch> {
         let v = self.switch.clone()?;
         let mut sw = Switch {
@@ -235,7 +236,7 @@ impl Gathering {
                     .map(|t| ovsctl::replies::parse_route_show(&t)),
             );
         }
-        for ask in ovsflow::plan(vif, &self.db, net, &sw, dst) {
+        for ask in ovsflow::plan(vif, &self.db, net, &sw, dst, probes) {
             let t = self.trace(&ask);
             sw.traces.push((ask, t));
         }
@@ -295,7 +296,12 @@ impl Gathering {
             }
         }
         let dst = gateway_of(neutron.as_ref()).map(|g| (g.mac.as_str(), g.ip));
-        let vswitchd = self.read_switch(vif, &net, dst);
+        let probes = neutron
+            .as_ref()
+            .and_then(|n| n.ports.as_ref().ok()?.first())
+            .map(crate::check::neutron::sg_probes)
+            .unwrap_or_default();
+        let vswitchd = self.read_switch(vif, &net, dst, &probes);
         let firewall = firewall.and_then(|h| h.join().ok());
         Ok(Facts {
             host: crate::collect::hostname::hostname(),

@@ -260,6 +260,16 @@ fn switch_checks(f: &Facts, vif: &Vif, db: &crate::collect::ovsdb::OvsDb) -> Vec
         }
         out.push(c);
     }
+    // Neutron's security groups against the native OVS firewall, by traced connections.
+    if let Some(rec) = f
+        .neutron
+        .as_ref()
+        .and_then(|n| n.ports.as_ref().ok()?.first())
+    {
+        if vif.hybrid.is_none() {
+            out.push(crate::check::neutron::sg_check(rec, vif, sw));
+        }
+    }
     out.push(ovsflow::handoff_check(
         vif,
         db,

@@ -537,10 +537,25 @@ fn the_routers_agents_decide_the_hand_off() {
         let c = by_id(&cs, "path.next").clone();
         (c.status, c.summary)
     };
+    // The capture's primary and standby.
+    let (mut f0, _, _) = nlab("walk-nlab-hv1-healthy");
+    let agents = records(&mut f0).l3_agents.clone().unwrap().unwrap();
+    let primary = agents
+        .iter()
+        .find(|a| a.ha_state.as_deref() == Some("active"))
+        .unwrap()
+        .host
+        .clone();
+    let standby = agents
+        .iter()
+        .find(|a| a.host != primary)
+        .unwrap()
+        .host
+        .clone();
     let (s, m) = next(&|_| {});
     assert_eq!(s, Status::Ok);
     assert!(
-        m.contains("vmpath router ") && m.contains("primary net1"),
+        m.contains("vmpath router ") && m.contains(&format!("primary {primary}")),
         "{m}"
     );
     // No active agent: nothing routes; two: split-brain.
@@ -563,7 +578,7 @@ fn the_routers_agents_decide_the_hand_off() {
     let (s, m) = next(&|f| {
         for a in records(f).l3_agents.as_mut().unwrap().as_mut().unwrap() {
             a.ha_state = Some(
-                if a.host == "net2" {
+                if a.host == standby {
                     "active"
                 } else {
                     "standby"
@@ -573,11 +588,14 @@ fn the_routers_agents_decide_the_hand_off() {
         }
     });
     assert_eq!(s, Status::Ok, "{m}");
-    assert!(m.contains("primary net2") && m.contains("flooding"), "{m}");
+    assert!(
+        m.contains(&format!("primary {standby}")) && m.contains("flooding"),
+        "{m}"
+    );
     // ... unless the primary's VTEP is not among them (its host unknown to the flooding).
     let (s, m) = next(&|f| {
         for v in records(f).vteps.as_mut().unwrap().as_mut().unwrap() {
-            if v.host == "net1" {
+            if v.host == primary {
                 v.ip = "198.51.100.99".parse().unwrap();
             }
         }
@@ -594,7 +612,7 @@ fn the_routers_agents_decide_the_hand_off() {
     // A router that is not HA (one agent, no ha_state) is its own primary.
     let (s, m) = next(&|f| {
         let a = records(f).l3_agents.as_mut().unwrap().as_mut().unwrap();
-        a.retain(|a| a.host == "net1");
+        a.retain(|a| a.host == primary);
         a[0].ha_state = None;
     });
     assert_eq!(s, Status::Ok, "{m}");

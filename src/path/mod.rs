@@ -128,8 +128,12 @@ pub fn plan(rec: &PortRecords) -> Result<(Vec<Visit>, Option<String>)> {
 /// The ssh command line for `args` on `host` (each remote word shell-quoted: ssh hands the
 /// remote side one command line).
 pub fn ssh_argv(o: &Options, host: &str, args: &[String]) -> Vec<String> {
+    // The OpenSSH client from PATH's absolute directories (then the system's).
+    let ssh = crate::collect::child::find_bin("ssh")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/usr/bin/ssh".into());
     let mut v = vec![
-        "ssh".to_string(),
+        ssh,
         "-o".into(),
         "BatchMode=yes".into(),
         "-o".into(),
@@ -370,6 +374,7 @@ mod tests {
                 })
                 .collect())),
             vteps: None,
+            sg_rules: None,
         }
     }
 
@@ -422,7 +427,7 @@ mod tests {
             remote_timeout: Duration::from_secs(2),
         };
         let v = ssh_argv(&o, "hv1", &["walk".into(), "p1; rm -rf /".into()]);
-        assert_eq!(v[0], "ssh");
+        assert!(v[0].ends_with("ssh"), "{}", v[0]);
         assert!(v.contains(&"BatchMode=yes".to_string()));
         assert!(v.windows(2).any(|w| w == ["-J", "bastion"]));
         assert!(v.windows(2).any(|w| w == ["-F", "/etc/vmpath/ssh config"]));

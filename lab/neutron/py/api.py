@@ -10,6 +10,10 @@ the environment; one token per run of this script).
     api.py URL port NET HOST           a new VM port on network NET bound to HOST (Nova's way):
                                        print {"id": ..., "mac": ..., "vif_type": ...}
     api.py URL delete-port ID          delete a port
+    api.py URL sg-rule PORT PROTO N CIDR
+                                       an ingress rule (PROTO port N from CIDR) in the first
+                                       security group of PORT: print its id
+    api.py URL delete-sg-rule ID       delete a security-group rule
     api.py URL appcred NAME            a new application credential of the vmpath user: print
                                        {"id": ..., "secret": ...}
 
@@ -170,6 +174,15 @@ def main(argv):
                           "vif_type": p["binding:vif_type"]}))
     elif cmd == "delete-port":
         call(url, "DELETE", f"/ports/{args[0]}")
+    elif cmd == "sg-rule":
+        sg = call(url, "GET", f"/ports/{args[0]}")["port"]["security_groups"][0]
+        r = call(url, "POST", "/security-group-rules", {"security_group_rule": {
+            "security_group_id": sg, "direction": "ingress", "ethertype": "IPv4",
+            "protocol": args[1], "port_range_min": int(args[2]), "port_range_max": int(args[2]),
+            "remote_ip_prefix": args[3]}})["security_group_rule"]
+        print(r["id"])
+    elif cmd == "delete-sg-rule":
+        call(url, "DELETE", f"/security-group-rules/{args[0]}")
     elif cmd == "vmpath-token":
         print(vmpath_token()[0])
     elif cmd == "appcred":

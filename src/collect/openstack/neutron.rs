@@ -120,6 +120,32 @@ pub struct Subnet {
     pub enable_dhcp: bool,
 }
 
+/// A security-group rule (`GET /v2.0/security-group-rules`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SgRule {
+    pub id: String,
+    #[serde(default)]
+    pub security_group_id: String,
+    /// `ingress` or `egress`.
+    pub direction: String,
+    /// `IPv4` or `IPv6`.
+    #[serde(default)]
+    pub ethertype: String,
+    /// `tcp`, `udp`, `icmp`, a number, or `None` (any).
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub port_range_min: Option<u32>,
+    #[serde(default)]
+    pub port_range_max: Option<u32>,
+    #[serde(default)]
+    pub remote_ip_prefix: Option<String>,
+    #[serde(default)]
+    pub remote_group_id: Option<String>,
+    #[serde(default)]
+    pub remote_address_group_id: Option<String>,
+}
+
 /// One L3 agent hosting a router (`GET /v2.0/routers/{id}/l3-agents`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct L3Agent {
@@ -166,6 +192,9 @@ pub struct PortRecords {
     pub l3_agents: Option<Result<Vec<L3Agent>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vteps: Option<Result<Vec<Vtep>>>,
+    /// The rules of the port's security groups (asked when it has any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sg_rules: Option<Result<Vec<SgRule>>>,
 }
 
 impl PortRecords {
@@ -414,18 +443,49 @@ pub async fn assemble(s: &Session, port: Port, parts: NetParts) -> PortRecords {
         .and_then(|g| g.as_ref().ok())
         .and_then(|g| g.iter().find(|g| g.ip.is_ipv4()).or(g.first()))
         .map(|g| g.router_id.clone());
-    let l3_agents = match router {
-        Some(r) => {
-            let path = format!("/v2.0/routers/{}/l3-agents", super::path_segment(&r));
-            Some(
-                s.get(&path, &[])
-                    .await
-                    .map_err(Error::from)
-                    .and_then(|b| parse_list::<L3Agent>(&b, "agents")),
-            )
+    let l3 = async {
+        match router {
+            Some(r) => {
+                let path = format!("/v2.0/routers/{}/l3-agents", super::path_segment(&r));
+                Some(
+                    s.get(&path, &[])
+                        .await
+                        .map_err(Error::from)
+                        .and_then(|b| parse_list::<L3Agent>(&b, "agents")),
+                )
+            }
+            None => None,
         }
-        None => None,
     };
+    let mut sg_q: Vec<(String, String)> = port
+        .security_groups
+        .iter()
+        .map(|g| ("security_group_id".to_string(), g.clone()))
+        .collect();
+    let rules = async {
+        if sg_q.is_empty() || port.port_security_enabled == Some(false) {
+            return None;
+        }
+        sg_q.extend(fields(&[
+            "id",
+            "security_group_id",
+            "direction",
+            "ethertype",
+            "protocol",
+            "port_range_min",
+            "port_range_max",
+            "remote_ip_prefix",
+            "remote_group_id",
+            "remote_address_group_id",
+        ]));
+        Some(
+            s.get("/v2.0/security-group-rules", &sg_q)
+                .await
+                .map_err(Error::from)
+                .and_then(|b| parse_list::<SgRule>(&b, "security_group_rules")),
+        )
+    };
+    let (l3_agents, sg_rules) = tokio::join!(l3, rules);
     PortRecords {
         port,
         network,
@@ -433,6 +493,7 @@ pub async fn assemble(s: &Session, port: Port, parts: NetParts) -> PortRecords {
         gateways,
         l3_agents,
         vteps,
+        sg_rules,
     }
 }
 
@@ -504,6 +565,7 @@ mod tests {
             gateways: Some(Ok(g)),
             l3_agents: None,
             vteps: None,
+            sg_rules: None,
         };
         let gw = rec.gateway().unwrap();
         assert_eq!(

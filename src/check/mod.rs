@@ -2,6 +2,7 @@
 
 pub mod bgp;
 pub mod dhcp;
+pub mod handoff;
 pub mod host;
 pub mod metadata;
 pub mod neutron;

@@ -436,25 +436,6 @@ pub fn sg_check(
     .evidences(ev)
 }
 
-/// A router's L3 agents as evidence: `net1 (active), net2 (standby, agent dead)`.
-pub fn agents_text(agents: &[crate::collect::openstack::neutron::L3Agent]) -> String {
-    if agents.is_empty() {
-        return "no L3 agent".into();
-    }
-    agents
-        .iter()
-        .map(|a| {
-            format!(
-                "{} ({}{})",
-                a.host,
-                a.ha_state.as_deref().unwrap_or("not HA"),
-                if a.alive { "" } else { ", agent dead" }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// `router.neutron`: Neutron's L3 agents of a router against this gateway node's views of it
 /// (keepalived, the state file, the addresses).
 ///
@@ -490,26 +471,10 @@ pub fn router_check(
             }
         },
     };
-    let listed = agents
-        .iter()
-        .map(|a| {
-            format!(
-                "{} ({}{})",
-                a.host,
-                a.ha_state.as_deref().unwrap_or("not HA"),
-                if a.alive { "" } else { ", agent dead" }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
     let ev = vec![
         format!(
             "Neutron: router {router} on {}",
-            if listed.is_empty() {
-                "no L3 agent".into()
-            } else {
-                listed
-            }
+            crate::check::handoff::agents_text(agents)
         ),
         format!(
             "this node ({here}): keepalived {}, state file {}, addresses {}",

@@ -289,7 +289,7 @@ pub fn run(o: &Options) -> Result<Report> {
     if let (Some(r), Some(Ok(a))) = (&router, &rec.l3_agents) {
         neutron.push(format!(
             "router {r} on {}",
-            crate::check::neutron::agents_text(a)
+            crate::check::handoff::agents_text(a)
         ));
     }
     // Every host at once, each bounded.

@@ -142,6 +142,7 @@ pub fn walk_options(g: &GlobalArgs, a: &PortArgs, flow: Option<&str>) -> Result<
         target,
         flow,
         timeout,
+        source: Default::default(),
         overrides: Overrides {
             mtu: a.mtu.or(cfg.mtu),
             gateways,

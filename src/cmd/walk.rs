@@ -38,13 +38,14 @@ pub enum Design {
 }
 
 pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
-    let opts = args::walk_options(g, &a.port, a.flow.as_deref())?;
+    let mut opts = args::walk_options(g, &a.port, a.flow.as_deref())?;
     caps::require(&[(
         caps::CAP_NET_ADMIN,
         "reading the firewall rules and the routing daemons' control sockets",
     )])?;
     // On a gateway node a router id names its qrouter namespace: the router's walk.
     let src = a.source.choose(g)?;
+    opts.source = src.clone();
     let gw = gateway_options(g, &opts, &src)?;
     if matches!(opts.target, Target::PortId(_) | Target::PortPrefix(_)) {
         if let Some(r) = gateway::router_for(&opts.target, &gw) {
@@ -102,6 +103,9 @@ pub fn exec(g: &GlobalArgs, a: &WalkArgs) -> Result<u8> {
             report.port.tap,
             report.port.matched_by
         )?;
+        if src.cloud.is_some() {
+            writeln!(out, "{}", report.source.line())?;
+        }
         output::render_checks(out, &report.checks, style)?;
         writeln!(
             out,

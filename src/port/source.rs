@@ -158,6 +158,20 @@ impl Source {
     }
 }
 
+impl Source {
+    /// What a routed hypervisor's walk says of its source: the host's records (it does not read
+    /// Neutron yet), and so when Neutron was asked for.
+    pub fn routed_report(&self) -> SourceReport {
+        let mut r = self.report(None);
+        if self.cloud.is_some() {
+            r.note = Some(
+                "the routed walk does not read Neutron yet: the host's records were used".into(),
+            );
+        }
+        r
+    }
+}
+
 /// `source` in a walk's JSON.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SourceReport {

@@ -21,6 +21,8 @@ use crate::port::{Desired, Overrides};
 #[derive(Debug, Clone)]
 pub struct WalkOptions {
     pub target: Target,
+    /// `--source` (the routed walk reports it; it reads the host's records only today).
+    pub source: crate::port::source::Source,
     /// `--flow`, checked against the security group.
     pub flow: Option<Flow>,
     pub timeout: Duration,
@@ -40,6 +42,9 @@ pub struct WalkReport {
     pub verdict: Status,
     pub exit_code: u8,
     pub port: PortReport,
+    /// Where the desired state came from: always the host's records on a routed hypervisor
+    /// today (README "Neutron as the source of the desired state").
+    pub source: crate::port::source::SourceReport,
     pub checks: Vec<Check>,
     pub elapsed_ms: u64,
 }
@@ -91,6 +96,7 @@ pub fn run(opts: &WalkOptions) -> Result<Walked> {
         verdict: v,
         exit_code: crate::model::exit_code(v),
         port: PortReport::of(&port),
+        source: opts.source.routed_report(),
         checks,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
